@@ -1,0 +1,55 @@
+# Random User Analytics: `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help env venv up down status reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+env: ## create .env with random secrets (first run only)
+	@python3 -m common.envfile
+
+$(STAMP): pyproject.toml
+	@echo "[venv] installing Python dependencies into $(VENV) (first run: about a minute)"
+	@python3 -m venv $(VENV)
+	@PIP_CACHE_DIR=$$(python3 -m common.envfile --shell | sed -n "s/^export STACK_CACHE_DIR=//p" | tr -d "'" | sed "s|^\([^/]\)|$(CURDIR)/\1|")/pip \
+	  $(VENV)/bin/pip install --progress-bar on -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## install the Python dependencies into .venv
+
+up: venv ## install what is missing and start Kafka, Cassandra and FerretDB
+	@scripts/stack.sh up
+
+down: ## stop the servers gracefully (data kept)
+	@scripts/stack.sh down
+
+status: ## each server: up/down, version, address, data size
+	@scripts/stack.sh status
+
+reset: ## wipe all data of the local stack (asks first unless FORCE=1)
+	@scripts/stack.sh reset
+
+logs: ## tail the servers' logs
+	@scripts/stack.sh logs
+
+test: venv ## run every test tier (starts the stack itself)
+	@$(PY) -m pytest tests -m "unit or integration or e2e"
+
+test-unit: venv ## unit tests only (no servers)
+	@$(PY) -m pytest tests -m unit
+
+lint: venv ## ruff and mypy
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy common ingest jobs dashboard ops producer.py
+
+format: venv ## apply ruff's formatting
+	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+demo: up ## the whole pipeline with the dashboard on the local stack
+	@scripts/demo.sh
