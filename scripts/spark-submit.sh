@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Submit a job of jobs/ with the pinned configuration of conf/spark-defaults.conf.
+#
+#   scripts/spark-submit.sh [--master URL] [spark-submit options] jobs/stream_users.py [job options]
+#
+# Local by default (local[2]); `--master spark://HOST:7077` runs the same code on a
+# standalone cluster (checkpoints and the lake must then be on a path every executor sees).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+[ -x "$VENV_PY" ] || { echo "spark-submit: run 'make venv' first" >&2; exit 2; }
+
+SPARK_HOME="$("$VENV_PY" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
+export SPARK_HOME PYSPARK_PYTHON="$VENV_PY" PYSPARK_DRIVER_PYTHON="$VENV_PY"
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-$STACK_BIND_HOST}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+# The project's packages, shipped to executors (needed on a cluster, harmless locally).
+mkdir -p "$STACK_DIR/spark"
+PYFILES="$STACK_DIR/spark/project.zip"
+(cd "$ROOT" && rm -f "$PYFILES" && "$VENV_PY" - "$PYFILES" <<'PY'
+import sys, zipfile, pathlib
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for pkg in ("common", "jobs"):
+        for f in pathlib.Path(pkg).rglob("*.py"):
+            z.write(f)
+PY
+)
+
+master="${SPARK_MASTER:-local[2]}"
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --master) master="$2"; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+
+exec "$SPARK_HOME/bin/spark-submit" \
+  --master "$master" \
+  --properties-file "$ROOT/conf/spark-defaults.conf" \
+  --conf "spark.jars.ivy=$STACK_CACHE_DIR/ivy" \
+  --conf "spark.jars.ivySettings=$ROOT/conf/ivysettings.xml" \
+  --driver-java-options "-Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
+  --py-files "$PYFILES" \
+  "${args[@]}"
