@@ -1,0 +1,359 @@
+"""Cassandra accounts, schema and grants: checked and set up the same way locally and on a cluster.
+
+A fresh node only knows the default superuser `cassandra`/`cassandra`, a password anyone can
+guess. `setup` replaces it with CASSANDRA_ADMIN_USER, disables the default role (no login, no
+superuser, a random password), applies ddl/cassandra/*.cql and gives the two application
+roles exactly the permissions they need: spark_writer MODIFY+SELECT, dashboard_reader SELECT,
+both on the keyspace only. Every step is idempotent, so `scripts/stack.sh up` runs it each time.
+With CASSANDRA_HOSTS set (an external cluster) the same steps run as the admin account.
+
+    python -m ops.cassandra_setup ready|check|setup|grants
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+from cassandra import (
+    AuthenticationFailed,
+    DriverException,
+    RequestExecutionException,
+    RequestValidationException,
+)
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.policies import DCAwareRoundRobinPolicy
+
+from common.settings import Account, CassandraSettings, load
+
+log = logging.getLogger(__name__)
+
+DDL_DIR = Path(__file__).resolve().parent.parent / "ddl" / "cassandra"
+DEFAULT_ROLE = Account("cassandra", "cassandra")
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine can take a while
+# A fresh node creates the default role shortly after it opens the CQL port.
+DEFAULT_ROLE_WAIT_S = 90.0
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+
+
+class SetupError(RuntimeError):
+    """Setup cannot continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One permission of one role on one resource, as Cassandra reports it."""
+
+    role: str
+    resource: str  # e.g. "<keyspace random_user_keyspace>", "<table ks.t>", "<all keyspaces>"
+    permission: str  # e.g. "SELECT", "MODIFY"
+
+
+def _identifier(name: str, what: str) -> str:
+    # Role and keyspace names are spliced into CQL (they cannot be bind markers): allow plain names only.
+    if not _IDENTIFIER.match(name):
+        raise SetupError(f"{what} {name!r} must be a plain CQL identifier ([A-Za-z][A-Za-z0-9_]*)")
+    return name
+
+
+def auth_failed(exc: BaseException) -> bool:
+    """True when the server answered and refused the credentials (not when it is unreachable)."""
+    if isinstance(exc, AuthenticationFailed):
+        return True
+    if isinstance(exc, NoHostAvailable):
+        errors = exc.errors.values() if isinstance(exc.errors, dict) else []
+        return any(isinstance(e, AuthenticationFailed) for e in errors)
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, NoHostAvailable) and isinstance(exc.errors, dict) and exc.errors:
+        return "; ".join(f"{host}: {err}" for host, err in exc.errors.items())
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def session(settings: CassandraSettings, account: Account, keyspace: str | None = None) -> Iterator[Session]:
+    """An authenticated session; the cluster object is always shut down afterwards."""
+    cluster = Cluster(
+        contact_points=list(settings.hosts),
+        port=settings.port,
+        auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
+                request_timeout=REQUEST_TIMEOUT_S,
+            )
+        },
+        connect_timeout=CONNECT_TIMEOUT_S,
+        control_connection_timeout=CONNECT_TIMEOUT_S,
+        protocol_version=5,
+    )
+    try:
+        yield cluster.connect(keyspace)
+    finally:
+        cluster.shutdown()
+
+
+def release_version(settings: CassandraSettings, account: Account) -> str:
+    with session(settings, account) as sess:
+        row = sess.execute("SELECT release_version FROM system.local").one()
+    return str(row.release_version)
+
+
+def check(settings: CassandraSettings) -> str:
+    """One line for status: an authenticated query as the admin proves the node serves requests."""
+    version = release_version(settings, settings.admin)
+    return f"Cassandra {version}"
+
+
+def ready(settings: CassandraSettings) -> str:
+    """Start-up readiness: the admin can log in, or (fresh local node) the default role can."""
+    try:
+        return f"{check(settings)} (admin login)"
+    except NoHostAvailable as exc:
+        if not (settings.local and auth_failed(exc)):
+            raise
+    version = release_version(settings, DEFAULT_ROLE)
+    return f"Cassandra {version} (fresh node: default role answers, setup pending)"
+
+
+def _role_row(sess: Session, role: str) -> Any:
+    return sess.execute(
+        "SELECT role, can_login, is_superuser, salted_hash FROM system_auth.roles WHERE role = %s", (role,)
+    ).one()
+
+
+def _password_matches(row: Any, password: str) -> bool:
+    stored = row.salted_hash or ""
+    if not stored:
+        return False
+    return bcrypt.checkpw(password.encode(), stored.encode())
+
+
+def _bootstrap_admin(settings: CassandraSettings) -> str:
+    """Create the admin as the default role (fresh local node only)."""
+    admin = settings.admin
+    deadline = time.monotonic() + DEFAULT_ROLE_WAIT_S
+    while True:
+        try:
+            with session(settings, DEFAULT_ROLE) as sess:
+                sess.execute(
+                    f"CREATE ROLE IF NOT EXISTS {admin.user} WITH SUPERUSER = true AND LOGIN = true "
+                    "AND PASSWORD = %s",
+                    (admin.password,),
+                )
+                # The role may exist from an earlier run with another password.
+                sess.execute(
+                    f"ALTER ROLE {admin.user} WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s",
+                    (admin.password,),
+                )
+            return f"created admin role {admin.user}"
+        except NoHostAvailable as exc:
+            if time.monotonic() > deadline:
+                raise SetupError(
+                    f"cannot log in as {admin.user} nor as the default role ({_reason(exc)}). "
+                    "If CASSANDRA_ADMIN_PASSWORD changed after the first setup, restore the old value, "
+                    "or wipe the local node with `scripts/stack.sh reset cassandra`."
+                ) from exc
+            log.info("default role not ready yet (%s), retrying", _reason(exc))
+            time.sleep(2)
+
+
+def _disable_default_role(sess: Session) -> str:
+    """No login, no superuser, a random password, and none of the grants it got as creator of the admin."""
+    role = DEFAULT_ROLE.user
+    row = _role_row(sess, role)
+    if row is None:
+        return "default role absent"
+    leftover = role_grants(sess, role)
+    for grant in sorted(leftover):
+        sess.execute(f"REVOKE {grant.permission} ON {resource_cql(grant.resource)} FROM {role}")
+    if not (row.is_superuser or row.can_login or _password_matches(row, DEFAULT_ROLE.password)):
+        return "default role already disabled" + (f" ({len(leftover)} grants revoked)" if leftover else "")
+    sess.execute(
+        f"ALTER ROLE {role} WITH SUPERUSER = false AND LOGIN = false AND PASSWORD = %s",
+        (secrets.token_urlsafe(32),),
+    )
+    return "default role disabled"
+
+
+def ddl_statements(keyspace: str, replication_cql: str, ddl_dir: Path = DDL_DIR) -> list[str]:
+    """The statements of ddl/cassandra/*.cql, in file order, placeholders filled in.
+
+    Whole-line `--` comments are dropped and statements end with `;` (the files hold no
+    string literal with a `;` or a line starting with `--`).
+    """
+    files = sorted(ddl_dir.glob("*.cql"))
+    if not files:
+        raise SetupError(f"no *.cql files in {ddl_dir}")
+    statements: list[str] = []
+    for path in files:
+        text = "\n".join(
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if not line.strip().startswith("--")
+        )
+        text = text.replace("{keyspace}", keyspace).replace("{replication}", replication_cql)
+        statements.extend(part.strip() for part in text.split(";") if part.strip())
+    return statements
+
+
+def _ensure_login_role(sess: Session, account: Account) -> str:
+    role = _identifier(account.user, "role")
+    row = _role_row(sess, role)
+    if row is None:
+        sess.execute(
+            f"CREATE ROLE IF NOT EXISTS {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
+            (account.password,),
+        )
+        return f"{role} created"
+    if row.can_login and not row.is_superuser and _password_matches(row, account.password):
+        return f"{role} unchanged"
+    sess.execute(
+        f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
+        (account.password,),
+    )
+    return f"{role} updated"
+
+
+_RESOURCE_CQL = [
+    (re.compile(r"^<all keyspaces>$"), "ALL KEYSPACES"),
+    (re.compile(r"^<keyspace (\w+)>$"), "KEYSPACE {0}"),
+    (re.compile(r"^<table (\w+)\.(\w+)>$"), "TABLE {0}.{1}"),
+    (re.compile(r"^<all roles>$"), "ALL ROLES"),
+    (re.compile(r"^<role (\w+)>$"), "ROLE {0}"),
+    (re.compile(r"^<all functions>$"), "ALL FUNCTIONS"),
+    (re.compile(r"^<all functions in (\w+)>$"), "ALL FUNCTIONS IN KEYSPACE {0}"),
+    (re.compile(r"^<all mbeans>$"), "ALL MBEANS"),
+]
+
+
+def resource_cql(resource: str) -> str:
+    """`<keyspace ks>` (how LIST PERMISSIONS prints it) -> `KEYSPACE ks` (how REVOKE wants it)."""
+    for pattern, template in _RESOURCE_CQL:
+        match = pattern.match(resource)
+        if match:
+            return template.format(*match.groups())
+    raise SetupError(f"unexpected grant on {resource}: revoke it by hand, then rerun setup")
+
+
+def role_grants(sess: Session, role: str) -> set[Grant]:
+    rows = sess.execute(f"LIST ALL PERMISSIONS OF {role} NORECURSIVE")
+    return {Grant(r.role, r.resource, r.permission) for r in rows}
+
+
+def grants(settings: CassandraSettings) -> list[Grant]:
+    """Every permission of every role, read back from the server (for governance checks)."""
+    with session(settings, settings.admin) as sess:
+        rows = sess.execute("LIST ALL PERMISSIONS")
+        return sorted(Grant(r.role, r.resource, r.permission) for r in rows)
+
+
+def desired_grants(settings: CassandraSettings) -> dict[str, set[Grant]]:
+    keyspace = f"<keyspace {settings.keyspace}>"
+    writer, reader = settings.writer.user, settings.reader.user
+    return {
+        writer: {Grant(writer, keyspace, "MODIFY"), Grant(writer, keyspace, "SELECT")},
+        reader: {Grant(reader, keyspace, "SELECT")},
+    }
+
+
+def _apply_grants(sess: Session, role: str, wanted: set[Grant]) -> str:
+    current = role_grants(sess, role)
+    for extra in sorted(current - wanted):
+        sess.execute(f"REVOKE {extra.permission} ON {resource_cql(extra.resource)} FROM {role}")
+    for missing in sorted(wanted - current):
+        sess.execute(f"GRANT {missing.permission} ON {resource_cql(missing.resource)} TO {role}")
+    # Permissions inherited from other roles would widen the grant: allow none.
+    for row in sess.execute(f"LIST ROLES OF {role} NORECURSIVE"):
+        if row.role != role:
+            sess.execute(f"REVOKE {_identifier(row.role, 'role')} FROM {role}")
+    final = role_grants(sess, role)
+    if final != wanted:
+        raise SetupError(f"grants of {role} are {sorted(final)}, expected {sorted(wanted)}")
+    return f"{role} ({', '.join(sorted(g.permission for g in final))})"
+
+
+def setup(settings: CassandraSettings) -> str:
+    """Idempotent: admin, default role off, schema, application roles with exact grants."""
+    admin = settings.admin
+    _identifier(admin.user, "CASSANDRA_ADMIN_USER")
+    keyspace = _identifier(settings.keyspace, "CASSANDRA_KEYSPACE")
+    if DEFAULT_ROLE.user in {admin.user, settings.writer.user, settings.reader.user}:
+        raise SetupError("the accounts must not be named `cassandra` (that default role gets disabled)")
+    steps: list[str] = []
+    try:
+        release_version(settings, admin)
+    except NoHostAvailable as exc:
+        if not auth_failed(exc):
+            raise SetupError(f"Cassandra unreachable: {_reason(exc)}") from exc
+        if not settings.local:
+            raise SetupError(f"external cluster refuses {admin.user}: {_reason(exc)}") from exc
+        steps.append(_bootstrap_admin(settings))
+
+    with session(settings, admin) as sess:
+        steps.append(_disable_default_role(sess))
+        statements = ddl_statements(keyspace, settings.replication_cql)
+        for statement in statements:
+            sess.execute(statement)
+        steps.append(f"schema {keyspace} ({len(statements)} statements)")
+        roles = []
+        for account in (settings.writer, settings.reader):
+            steps.append(_ensure_login_role(sess, account))
+        for role, wanted in desired_grants(settings).items():
+            roles.append(_apply_grants(sess, role, wanted))
+        steps.append("grants " + ", ".join(roles))
+    return "setup ok: " + "; ".join(steps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.cassandra_setup", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("command", choices=["ready", "check", "setup", "grants"])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the driver too")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:
+        # The driver logs every refused or retried connection; the one-line result says it all.
+        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
+    settings = load().cassandra
+    try:
+        if args.command == "ready":
+            print(ready(settings))
+        elif args.command == "check":
+            print(check(settings))
+        elif args.command == "setup":
+            print(setup(settings))
+        else:
+            print(json.dumps([asdict(g) for g in grants(settings)], indent=2))
+    except NoHostAvailable as exc:
+        print(f"cassandra {args.command} failed: {_reason(exc)}")
+        return 1
+    except (RequestExecutionException, RequestValidationException, DriverException) as exc:
+        print(f"cassandra {args.command} failed: {type(exc).__name__}: {exc}")
+        return 1
+    except (SetupError, OSError) as exc:
+        print(f"cassandra {args.command} failed: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
