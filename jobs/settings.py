@@ -1,0 +1,86 @@
+"""Settings of the Spark jobs: the shared connection settings plus the job's own knobs.
+
+Read once in the driver, validated with one-line errors, passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import settings as common_settings
+from common.settings import Settings, SettingsError
+
+_INTERVAL = re.compile(r"^\d+(\.\d+)? (milliseconds?|seconds?|minutes?)$")
+CONSISTENCY_LEVELS = {"ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL", "EACH_QUORUM"}
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    common: Settings
+    lake_dir: Path
+    checkpoint_dir: Path
+    starting_offsets: str
+    fail_on_data_loss: bool
+    max_offsets_per_trigger: int
+    trigger_interval: str
+    ui_port: int
+    cassandra_write_consistency: str
+
+    def table(self, name: str) -> str:
+        """Path of a Delta table of the lake (bronze, quarantine, silver, gold_*)."""
+        return str(self.lake_dir / name)
+
+    def checkpoint(self, query: str) -> Path:
+        return self.checkpoint_dir / query
+
+
+def _path(root: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else root / path
+
+
+def from_settings(settings: Settings) -> JobSettings:
+    env = settings.env
+    starting = env.get("KAFKA_STARTING_OFFSETS", "latest") or "latest"
+    if starting not in {"latest", "earliest"} and not starting.startswith("{"):
+        raise SettingsError(
+            f"KAFKA_STARTING_OFFSETS={starting!r} must be latest, earliest or a JSON offsets map"
+        )
+    fail = (env.get("KAFKA_FAIL_ON_DATA_LOSS", "true") or "true").lower()
+    if fail not in {"true", "false"}:
+        raise SettingsError(f"KAFKA_FAIL_ON_DATA_LOSS={fail!r} must be true or false")
+    trigger = env.get("TRIGGER_INTERVAL", "5 seconds") or "5 seconds"
+    if not _INTERVAL.match(trigger):
+        raise SettingsError(f"TRIGGER_INTERVAL={trigger!r} must look like '5 seconds' or '500 milliseconds'")
+    consistency = (env.get("CASSANDRA_WRITE_CONSISTENCY", "LOCAL_QUORUM") or "LOCAL_QUORUM").upper()
+    if consistency not in CONSISTENCY_LEVELS:
+        raise SettingsError(
+            f"CASSANDRA_WRITE_CONSISTENCY={consistency!r} is not one of {sorted(CONSISTENCY_LEVELS)}"
+        )
+    try:
+        max_offsets = int(env.get("KAFKA_MAX_OFFSETS_PER_TRIGGER", "2000") or "2000")
+        ui_port = int(env.get("SPARK_UI_PORT", "4040") or "4040")
+    except ValueError as exc:
+        raise SettingsError(
+            f"KAFKA_MAX_OFFSETS_PER_TRIGGER / SPARK_UI_PORT must be integers ({exc})"
+        ) from None
+    if max_offsets < 1:
+        raise SettingsError("KAFKA_MAX_OFFSETS_PER_TRIGGER must be at least 1")
+    root = settings.stack.root
+    return JobSettings(
+        common=settings,
+        lake_dir=_path(root, env.get("LAKE_DIR", "lake") or "lake"),
+        checkpoint_dir=_path(root, env.get("CHECKPOINT_DIR", "checkpoints") or "checkpoints"),
+        starting_offsets=starting,
+        fail_on_data_loss=fail == "true",
+        max_offsets_per_trigger=max_offsets,
+        trigger_interval=trigger,
+        ui_port=ui_port,
+        cassandra_write_consistency=consistency,
+    )
+
+
+def load() -> JobSettings:
+    return from_settings(common_settings.load())

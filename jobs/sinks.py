@@ -1,0 +1,222 @@
+"""Every read and write of the Spark jobs, in one place.
+
+Each write here is idempotent, so a micro-batch that runs twice (after a crash or a
+SIGKILL between two sinks) changes nothing the second time:
+- Delta appends carry `txnAppId`/`txnVersion`; Delta MERGEs run under the session's
+  `spark.databricks.delta.write.txnAppId`/`txnVersion`: Delta skips a version it already has.
+- MongoDB: replace-upsert by a deterministic `_id`.
+- Cassandra: plain INSERTs (upserts) on deterministic primary keys; no counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from common.settings import SettingsError
+from jobs.settings import JobSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
+
+
+def spark_session(job: JobSettings, app_name: str) -> SparkSession:
+    """The job's session: connector settings from the typed settings (redacted in the UI)."""
+    s = job.common
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.ui.port", str(job.ui_port))
+        .config("spark.cassandra.connection.host", ",".join(s.cassandra.hosts))
+        .config("spark.cassandra.connection.port", str(s.cassandra.port))
+        .config("spark.cassandra.connection.localDC", s.cassandra.local_dc)
+        .config("spark.cassandra.auth.username", s.cassandra.writer.user)
+        .config("spark.cassandra.auth.password", s.cassandra.writer.password)
+        .config("spark.cassandra.output.consistency.level", job.cassandra_write_consistency)
+        .config("spark.mongodb.write.connection.uri", s.mongo.uri(s.mongo.writer))
+        .config("spark.mongodb.read.connection.uri", s.mongo.uri(s.mongo.writer))
+    )
+    return builder.getOrCreate()
+
+
+def app_id_for(checkpoint: Path) -> str:
+    """The Delta transaction app id of a query, created together with its checkpoint.
+
+    A fresh checkpoint restarts batch ids at 0: with an old app id Delta would skip those
+    writes as "already done". So a checkpoint without committed offsets gets a new id,
+    stored beside it; an existing checkpoint must have its id, or we refuse to guess.
+    """
+    marker = checkpoint.parent / f"{checkpoint.name}.app_id"
+    offsets = checkpoint / "offsets"
+    fresh = not offsets.is_dir() or not any(offsets.iterdir())
+    if fresh:
+        app_id = f"{checkpoint.name}-{uuid.uuid4()}"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(app_id + "\n")
+        tmp.replace(marker)
+        log.info("new checkpoint %s: Delta app id %s", checkpoint, app_id)
+        return app_id
+    if not marker.is_file():
+        raise SettingsError(
+            f"checkpoint {checkpoint} exists but its app id file {marker} is missing: restore it, "
+            "or delete the checkpoint to start over"
+        )
+    return marker.read_text().strip()
+
+
+def one_line(exc: BaseException) -> str:
+    """The first meaningful line of a (possibly Java) exception: for logs, not stack walls."""
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("at ", "Traceback", "File ")):
+            return f"{type(exc).__name__}: {line[:300]}"
+    return type(exc).__name__
+
+
+def with_retries(
+    name: str,
+    action: Callable[[], T],
+    *,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data."""
+    attempt = 0
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            attempt += 1
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
+            log.warning("sink %s failed (attempt %d), retrying in %.0fs: %s", name, attempt, delay, one_line(exc))
+            sleep(delay)
+
+
+# --- Kafka --------------------------------------------------------------------------------
+
+
+def read_kafka(spark: SparkSession, job: JobSettings, starting_offsets: str | None = None) -> DataFrame:
+    """The raw Kafka records of the topic as the job's user (SASL/SCRAM), with headers."""
+    k = job.common.kafka
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", k.bootstrap_servers)
+        .option("kafka.security.protocol", k.security_protocol)
+        .option("kafka.sasl.mechanism", k.sasl_mechanism)
+        .option("kafka.sasl.jaas.config", k.jaas(k.job))
+        .option("subscribe", k.topic)
+        .option("groupIdPrefix", k.job_group_prefix)
+        .option("includeHeaders", "true")
+        .option("startingOffsets", starting_offsets or job.starting_offsets)
+        .option("failOnDataLoss", str(job.fail_on_data_loss).lower())
+        .option("maxOffsetsPerTrigger", str(job.max_offsets_per_trigger))
+        .load()
+    )
+
+
+# --- Delta --------------------------------------------------------------------------------
+
+
+def append_idempotent(df: DataFrame, path: str, app_id: str, version: int) -> None:
+    """Append; Delta skips it when (app_id, version) was already committed to this table."""
+    (
+        df.write.format("delta")
+        .mode("append")
+        .option("txnAppId", app_id)
+        .option("txnVersion", str(version))
+        .save(path)
+    )
+
+
+@contextmanager
+def delta_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
+    """Guard the DML inside (MERGE) with Delta's idempotent-write settings."""
+    spark.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    spark.conf.set("spark.databricks.delta.write.txnVersion", str(version))
+    try:
+        yield
+    finally:
+        spark.conf.unset("spark.databricks.delta.write.txnAppId")
+        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+def ensure_table(spark: SparkSession, df: DataFrame, path: str) -> DeltaTable:
+    """The Delta table at path, created empty with df's schema when it does not exist yet."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        df.limit(0).write.format("delta").mode("append").save(path)
+    return DeltaTable.forPath(spark, path)
+
+
+def _on(keys: Sequence[str]) -> str:
+    return " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+
+
+def merge_insert_new(
+    spark: SparkSession, df: DataFrame, path: str, keys: Sequence[str], app_id: str, version: int
+) -> None:
+    """Insert the rows whose key is not in the table yet (first seen wins), exactly once."""
+    table = ensure_table(spark, df, path)
+    with delta_txn(spark, app_id, version):
+        table.alias("t").merge(df.alias("s"), _on(keys)).whenNotMatchedInsertAll().execute()
+
+
+def merge_upsert(
+    spark: SparkSession, df: DataFrame, path: str, keys: Sequence[str], app_id: str, version: int
+) -> None:
+    """Replace or insert rows by key, exactly once (gold aggregates: absolute values)."""
+    table = ensure_table(spark, df, path)
+    with delta_txn(spark, app_id, version):
+        (
+            table.alias("t")
+            .merge(df.alias("s"), _on(keys))
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+
+def read_delta(spark: SparkSession, path: str) -> DataFrame:
+    return spark.read.format("delta").load(path)
+
+
+# --- MongoDB ------------------------------------------------------------------------------
+
+
+def write_mongo(df: DataFrame, job: JobSettings, collection: str) -> None:
+    """Replace-upsert each row as one document by its `_id` (deterministic)."""
+    (
+        df.write.format("mongodb")
+        .mode("append")
+        .option("database", job.common.mongo.database)
+        .option("collection", collection)
+        .option("operationType", "replace")
+        .option("idFieldList", "_id")
+        .option("upsertDocument", "true")
+        .save()
+    )
+
+
+# --- Cassandra ----------------------------------------------------------------------------
+
+
+def write_cassandra(df: DataFrame, job: JobSettings, table: str) -> None:
+    """Upsert rows into a table of the keyspace (INSERTs on the table's primary key)."""
+    (
+        df.write.format(CASSANDRA_FORMAT)
+        .mode("append")
+        .option("keyspace", job.common.cassandra.keyspace)
+        .option("table", table)
+        .save()
+    )
