@@ -1,0 +1,123 @@
+# Kafka 4 (KRaft, one combined broker+controller) from Maven Central jars.
+# Sourced by scripts/stack.sh after scripts/lib.sh; defines kafka_{install,start,setup,stop,status}.
+# Listeners, auth and ACLs are explained in docs/stack/kafka.md.
+
+KAFKA_HOME="$STACK_DIR/kafka"
+KAFKA_LOG="$LOG_DIR/kafka.log"
+KAFKA_CLIENT_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+KAFKA_TEMPLATES="$ROOT/scripts/stack/kafka"
+
+# The broker's class path: every jar maven_fetch copied.
+_kafka_cp() { echo "$KAFKA_HOME/lib/*"; }
+
+# _kafka_render TEMPLATE TARGET: fill the @NAME@ placeholders. Plain bash substitution
+# (quoted replacements), so a password is never interpreted by sed or a shell.
+_kafka_render() {
+  local text
+  text="$(cat "$1")"
+  text="${text//@BIND_HOST@/"$STACK_BIND_HOST"}"
+  text="${text//@CLIENT_PORT@/"$KAFKA_CLIENT_PORT"}"
+  text="${text//@CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
+  text="${text//@DATA_DIR@/"$KAFKA_HOME/data"}"
+  text="${text//@ADMIN_USER@/"$KAFKA_ADMIN_USER"}"
+  text="${text//@ADMIN_PASSWORD@/"$KAFKA_ADMIN_PASSWORD"}"
+  text="${text//@KAFKA_VERSION@/"$KAFKA_VERSION"}"
+  text="${text//@LOG4J_VERSION@/"$LOG4J_VERSION"}"
+  (umask 077; printf '%s\n' "$text" > "$2")
+}
+
+kafka_install() {
+  mkdir -p "$KAFKA_HOME"
+  # The pom is a template: the versions come from conf/versions.env, and a change of
+  # version changes the rendered pom, which makes maven_fetch download again.
+  _kafka_render "$KAFKA_TEMPLATES/pom.xml" "$KAFKA_HOME/pom.xml"
+  maven_fetch kafka "$KAFKA_HOME/pom.xml"
+  [ -f "$KAFKA_HOME/lib/kafka_2.13-$KAFKA_VERSION.jar" ] \
+    || fail kafka "kafka_2.13-$KAFKA_VERSION.jar missing in $KAFKA_HOME/lib (delete the folder and retry)"
+  say kafka "Kafka $KAFKA_VERSION installed ($(find "$KAFKA_HOME/lib" -name '*.jar' | wc -l) jars)"
+}
+
+# Credentials end up in JAAS strings and --add-scram arguments: refuse characters that would break them.
+_kafka_check_secrets() {
+  local var value
+  for var in KAFKA_ADMIN_USER KAFKA_ADMIN_PASSWORD KAFKA_PRODUCER_USER KAFKA_PRODUCER_PASSWORD \
+             KAFKA_JOB_USER KAFKA_JOB_PASSWORD; do
+    value="${!var:-}"
+    [ -n "$value" ] || fail kafka "$var is empty (see .env)"
+    [[ "$value" =~ ^[A-Za-z0-9._~+%-]+$ ]] \
+      || fail kafka "$var may only hold letters, digits and ._~+%- (it goes into JAAS and SCRAM syntax)"
+  done
+}
+
+# The broker's JVM command line (an array, for start_daemon): explicit heap, G1 with short pauses.
+_kafka_cmd() {
+  KAFKA_CMD=("$JAVA" -Xmx"${KAFKA_HEAP:-512m}" -Xms"${KAFKA_HEAP:-512m}"
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties"
+    -cp "$(_kafka_cp)" kafka.Kafka "$KAFKA_HOME/conf/server.properties")
+}
+
+# First start only: write meta.properties and the SCRAM users into the metadata log.
+_kafka_format() {
+  local data="$KAFKA_HOME/data" cluster_id
+  [ -f "$data/meta.properties" ] && return 0
+  say kafka "formatting storage in $data (first start) with SCRAM users $KAFKA_ADMIN_USER, $KAFKA_PRODUCER_USER, $KAFKA_JOB_USER"
+  mkdir -p "$data"
+  cluster_id=$("$JAVA" -Xmx128m -cp "$(_kafka_cp)" kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOG") \
+    || fail kafka "StorageTool random-uuid failed" "$KAFKA_LOG"
+  "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties" -cp "$(_kafka_cp)" \
+    kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$KAFKA_HOME/conf/server.properties" \
+    --add-scram "SCRAM-SHA-256=[name=$KAFKA_ADMIN_USER,password=$KAFKA_ADMIN_PASSWORD]" \
+    --add-scram "SCRAM-SHA-256=[name=$KAFKA_PRODUCER_USER,password=$KAFKA_PRODUCER_PASSWORD]" \
+    --add-scram "SCRAM-SHA-256=[name=$KAFKA_JOB_USER,password=$KAFKA_JOB_PASSWORD]" \
+    >>"$KAFKA_LOG" 2>&1 || { rm -rf "$data"; fail kafka "storage format failed" "$KAFKA_LOG"; }
+}
+
+kafka_start() {
+  _kafka_check_secrets
+  if is_running kafka; then
+    wait_until kafka 60 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
+    return 0
+  fi
+  local port
+  for port in "$KAFKA_CLIENT_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    port_free "$port" || fail kafka "port $port is already in use by another process (not ours: no pid file)"
+  done
+  mkdir -p "$KAFKA_HOME/conf"
+  _kafka_render "$KAFKA_TEMPLATES/server.properties" "$KAFKA_HOME/conf/server.properties"
+  cp "$KAFKA_TEMPLATES/log4j2.properties" "$KAFKA_HOME/conf/log4j2.properties"
+  _kafka_format
+  say kafka "starting Kafka $KAFKA_VERSION on $STACK_BIND_HOST:$KAFKA_CLIENT_PORT (log: $KAFKA_LOG)"
+  _kafka_cmd
+  start_daemon kafka "$KAFKA_LOG" "${KAFKA_CMD[@]}"
+  wait_until kafka 120 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
+}
+
+kafka_setup() {
+  "$VENV_PY" -m ops.kafka_admin setup || fail kafka "topic/ACL setup failed (see above)" "$KAFKA_LOG"
+}
+
+kafka_stop() {
+  stop_daemon kafka 60
+}
+
+kafka_status() {
+  local addr="${KAFKA_BOOTSTRAP_SERVERS:-$STACK_BIND_HOST:$KAFKA_CLIENT_PORT}" reason
+  if [ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    if reason=$("$VENV_PY" -m ops.kafka_admin check 2>&1); then
+      echo "kafka      up    external  $addr"; return 0
+    fi
+    echo "kafka      down  external  $addr  (${reason##*$'\n'})"; return 1
+  fi
+  local version data
+  version=$(find "$KAFKA_HOME/lib" -maxdepth 1 -name 'kafka_2.13-*.jar' 2>/dev/null | sed 's/.*kafka_2.13-\(.*\)\.jar/\1/' | head -n1)
+  data="$(du_human "$KAFKA_HOME/data")"
+  if ! is_running kafka; then
+    echo "kafka      down  ${version:-not installed}  $addr  data ${data:-none}"; return 1
+  fi
+  if ! reason=$("$VENV_PY" -m ops.kafka_admin check 2>&1); then
+    echo "kafka      down  $version  $addr  data ${data:-none}  (process $(pid_of kafka) runs but: ${reason##*$'\n'})"; return 1
+  fi
+  echo "kafka      up    $version  $addr  data ${data:-none}  pid $(pid_of kafka)"
+}
