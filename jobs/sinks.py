@@ -77,8 +77,8 @@ def app_id_for(checkpoint: Path) -> str:
 def one_line(exc: BaseException) -> str:
     """The first meaningful line of a (possibly Java) exception: for logs, not stack walls."""
     text = str(exc).strip()
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith(("at ", "Traceback", "File ")):
             return f"{type(exc).__name__}: {line[:300]}"
     return type(exc).__name__
@@ -100,7 +100,9 @@ def with_retries(
         except Exception as exc:
             attempt += 1
             delay = min(max_delay, base_delay * 2 ** (attempt - 1))
-            log.warning("sink %s failed (attempt %d), retrying in %.0fs: %s", name, attempt, delay, one_line(exc))
+            log.warning(
+                "sink %s failed (attempt %d), retrying in %.0fs: %s", name, attempt, delay, one_line(exc)
+            )
             sleep(delay)
 
 

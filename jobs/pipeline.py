@@ -1,0 +1,216 @@
+"""One micro-batch, end to end: bronze, quality, silver, gold, then the projections.
+
+Used by the streaming job (foreachBatch) and by the replay from bronze, so both run the
+very same transformation and quality code. Exactly-once, step by step (docs/ARCHITECTURE.md):
+
+1. bronze and the Delta quarantine are appended under (app_id, batch_id): a rerun is skipped;
+2. silver MERGE inserts only user ids it does not have, stamping (first_app_id,
+   first_batch_id); also guarded by (app_id, batch_id);
+3. the users this batch added are read back from silver by that stamp, so a rerun after a
+   crash finds exactly the same set, whether or not step 2 ran the first time;
+4. gold is recomputed from silver for the keys those users touched (absolute values) and
+   upserted under (app_id, batch_id);
+5. the projections upsert by deterministic keys: Mongo `_id` = user id (or topic-partition-
+   offset-position for anomalies), Cassandra primary keys; aggregates are the gold rows.
+Only when all of this returned does Spark commit the batch in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import aggregates, projections, quality, sinks, transform
+from jobs.settings import JobSettings
+
+log = logging.getLogger(__name__)
+
+BRONZE_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp", "timestampType", "headers")
+
+# Gold tables: (lake name, Cassandra table, key column, factory).
+GOLD = (
+    ("gold_country_stats", "country_stats", "country", aggregates.country_stats),
+    ("gold_gender_stats", "gender_stats", "gender", aggregates.gender_stats),
+    ("gold_age_band_stats", "age_band_stats", "age_band", aggregates.age_band_stats),
+)
+
+
+@dataclass
+class BatchReport:
+    batch_id: int
+    records_in: int = 0
+    users_in: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    new_users: int = 0
+    durations_ms: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        sinks_ms = " ".join(f"{k}={v}" for k, v in self.durations_ms.items())
+        return (
+            f"batch {self.batch_id}: records={self.records_in} users={self.users_in} valid={self.valid} "
+            f"quarantined={self.quarantined} new={self.new_users} ms[{sinks_ms}]"
+        )
+
+
+class BatchProcessor:
+    """Callable for foreachBatch: process(raw Kafka rows, batch id)."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        job: JobSettings,
+        app_id: str,
+        *,
+        retry_base_delay: float = 1.0,
+        on_report: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        self.spark = spark
+        self.job = job
+        self.app_id = app_id
+        self.retry_base_delay = retry_base_delay
+        self.on_report = on_report
+
+    def __call__(self, raw: DataFrame, batch_id: int) -> None:
+        self.process(raw, batch_id)
+
+    def _timed(self, report: BatchReport, name: str, action: Callable[[], object]) -> None:
+        start = time.monotonic()
+        sinks.with_retries(name, action, base_delay=self.retry_base_delay)
+        report.durations_ms[name] = round((time.monotonic() - start) * 1000)
+
+    def process(self, raw: DataFrame, batch_id: int) -> BatchReport:
+        report = BatchReport(batch_id)
+        started = dt.datetime.now(dt.UTC)
+        key, key_version = self.job.common.pseudonym.key, self.job.common.pseudonym.key_version
+        t0 = time.monotonic()
+        raw = raw.select(*BRONZE_COLUMNS).persist()
+        cached: list[DataFrame] = [raw]
+        try:
+            report.records_in = raw.count()
+            if report.records_in == 0:
+                return report
+            app, job = self.app_id, self.job
+            self._timed(
+                report, "bronze", lambda: sinks.append_idempotent(raw, job.table("bronze"), app, batch_id)
+            )
+
+            checked = quality.with_reasons(transform.users_from_bronze(raw)).persist()
+            cached.append(checked)
+            metrics = quality.batch_metrics(checked).first()
+            assert metrics is not None
+            report.users_in, report.valid, report.quarantined = (
+                metrics.users_in,
+                metrics.valid,
+                metrics.quarantined,
+            )
+            bad = quality.quarantined(checked)
+            enriched = quality.valid(checked).transform(transform.enrich_users(key, key_version, started))
+            silver_rows = aggregates.latest_per_user(enriched).select(
+                "*", F.lit(app).alias("first_app_id"), F.lit(batch_id).cast("bigint").alias("first_batch_id")
+            )
+
+            self._timed(
+                report,
+                "quarantine",
+                lambda: sinks.append_idempotent(
+                    bad.transform(quality.quarantine_raw(started)), job.table("quarantine"), app, batch_id
+                ),
+            )
+            self._timed(
+                report,
+                "silver",
+                lambda: sinks.merge_insert_new(
+                    self.spark, silver_rows, job.table("silver_users"), ["user_id"], app, batch_id
+                ),
+            )
+            new_users = self.new_users(batch_id).persist()
+            cached.append(new_users)
+            report.new_users = new_users.count()
+            batch_users = silver_rows.count()
+
+            if report.new_users:
+                self._timed(report, "gold", lambda: self.update_gold(new_users, batch_id, started))
+                self._timed(
+                    report,
+                    "mongo_users",
+                    lambda: sinks.write_mongo(
+                        projections.to_mongo_documents(new_users), job, "randomUserCollection"
+                    ),
+                )
+                self._timed(
+                    report,
+                    "cassandra_users",
+                    lambda: sinks.write_cassandra(
+                        projections.to_random_user_rows(new_users), job, "random_user_table"
+                    ),
+                )
+                self._timed(
+                    report,
+                    "cassandra_latest",
+                    lambda: sinks.write_cassandra(
+                        projections.to_latest_users_rows(new_users), job, "latest_users"
+                    ),
+                )
+                self._timed(report, "cassandra_stats", lambda: self.project_gold(new_users))
+            if report.quarantined:
+                self._timed(
+                    report,
+                    "mongo_anomalies",
+                    lambda: sinks.write_mongo(
+                        bad.transform(quality.quarantine_documents(key, key_version, started)),
+                        job,
+                        "anomalies",
+                    ),
+                )
+            batch_time = raw.agg(F.max("timestamp")).first()[0]  # type: ignore[index]
+            quality_row = quality.batch_metrics(checked).select(
+                F.to_date(F.lit(batch_time)).alias("day"),
+                F.lit(batch_time).cast("timestamp").alias("batch_time"),
+                F.lit(batch_id).cast("bigint").alias("batch_id"),
+                "*",
+                F.lit(batch_users - report.new_users).cast("bigint").alias("duplicates_across"),
+            )
+            self._timed(
+                report,
+                "cassandra_quality",
+                lambda: sinks.write_cassandra(quality_row, job, "quality_metrics"),
+            )
+        finally:
+            for df in cached:
+                df.unpersist()
+        report.durations_ms["total"] = round((time.monotonic() - t0) * 1000)
+        log.info(report.line())
+        if self.on_report is not None:
+            self.on_report(report)
+        return report
+
+    def new_users(self, batch_id: int) -> DataFrame:
+        """The users that this batch inserted into silver (deterministic after any crash)."""
+        silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
+        return silver.where((F.col("first_app_id") == self.app_id) & (F.col("first_batch_id") == batch_id))
+
+    def _touched(self, new_users: DataFrame, column: str, key: Callable[[DataFrame], DataFrame]) -> list[str]:
+        return [row[0] for row in key(new_users).select(column).distinct().collect()]
+
+    def update_gold(self, new_users: DataFrame, batch_id: int, started: dt.datetime) -> None:
+        """Recompute, from silver, the gold rows of every key this batch touched; upsert them."""
+        silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
+        for lake_name, _table, column, factory in GOLD:
+            touched = self._touched(new_users, column, factory(started))
+            rows = silver.transform(factory(started)).where(F.col(column).isin(touched))
+            sinks.merge_upsert(self.spark, rows, self.job.table(lake_name), [column], self.app_id, batch_id)
+
+    def project_gold(self, new_users: DataFrame) -> None:
+        """Write the touched gold rows to Cassandra as absolute values (never read-add-write)."""
+        now = dt.datetime.now(dt.UTC)
+        for lake_name, table, column, factory in GOLD:
+            touched = self._touched(new_users, column, factory(now))
+            rows = sinks.read_delta(self.spark, self.job.table(lake_name)).where(F.col(column).isin(touched))
+            sinks.write_cassandra(rows, self.job, table)
