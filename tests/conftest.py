@@ -18,6 +18,13 @@ from common import settings as settings_module
 from common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests run against the same local servers as the demo, but in their own namespace:
+# their topic, keyspace and database, so `make test` never clobbers demo data (and the
+# demo never disturbs a test's exact assertions). Set up by the same code as the real ones.
+os.environ.setdefault("KAFKA_TOPIC", "random_user_data_test")
+os.environ.setdefault("CASSANDRA_KEYSPACE", "random_user_keyspace_test")
+os.environ.setdefault("MONGO_DATABASE", "randomUserDB_test")
 FIXTURES = (ROOT.parent / "shared" / "fixtures" / "randomuser").resolve()
 
 
