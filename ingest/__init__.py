@@ -1,0 +1,1 @@
+"""Ingestion: Random User API (or the bundled offline generator) to Kafka."""

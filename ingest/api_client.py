@@ -1,0 +1,205 @@
+"""Random User API client: one validated response per call, retried patiently.
+
+A response is published only when it is what it claims to be (HTTP 200, a JSON
+object, a non-empty `results` array whose length `info.results` announces);
+anything else is a `FetchError` with a reason code that the logs and the
+`producer_fetch_failures_total{reason}` metric carry. Transient failures
+(connection, timeout, 5xx, 429, a garbled body) are retried forever with
+exponential backoff and full jitter capped at `backoff_max_s`; a 429 waits as long
+as its Retry-After asks. The producer never spins and never exits on them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+# Reason codes (stable: dashboards and alerts use them).
+CONNECTION = "connection"
+TIMEOUT = "timeout"
+HTTP_5XX = "http_5xx"
+RATE_LIMITED = "rate_limited"
+HTTP_STATUS = "http_status"
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_RESULTS = "missing_results"
+EMPTY_RESULTS = "empty_results"
+INFO_MISMATCH = "info_mismatch"
+
+
+class FetchError(Exception):
+    """A call that produced nothing publishable, with the reason why."""
+
+    def __init__(self, reason: str, detail: str, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+    @property
+    def unanswered(self) -> bool:
+        """The service did not answer at all (the auto source switches to local)."""
+        return self.reason in (CONNECTION, TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Response:
+    document: dict[str, Any]
+    latency_s: float
+    size_bytes: int
+
+
+def validate(status: int, body: bytes, content_type: str = "") -> dict[str, Any]:
+    """The parsed document, or a FetchError saying what is wrong with it."""
+    if status == 429:
+        raise FetchError(RATE_LIMITED, f"HTTP 429: {body[:200]!r}")
+    if 500 <= status <= 599:
+        raise FetchError(HTTP_5XX, f"HTTP {status} ({content_type or 'no content type'})")
+    if status != 200:
+        raise FetchError(HTTP_STATUS, f"HTTP {status}")
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FetchError(
+            INVALID_JSON, f"body is not JSON ({exc.__class__.__name__}): {body[:80]!r}"
+        ) from None
+    if not isinstance(document, dict):
+        raise FetchError(NOT_AN_OBJECT, f"body is a JSON {type(document).__name__}, not an object")
+    if "error" in document and "results" not in document:
+        raise FetchError(MISSING_RESULTS, f"service error: {str(document['error'])[:200]}")
+    results = document.get("results")
+    if not isinstance(results, list):
+        raise FetchError(MISSING_RESULTS, "no `results` array")
+    if not results:
+        raise FetchError(EMPTY_RESULTS, "`results` is empty")
+    info = document.get("info")
+    announced = info.get("results") if isinstance(info, dict) else None
+    if announced != len(results):
+        raise FetchError(INFO_MISMATCH, f"info.results={announced!r} but {len(results)} users came")
+    return document
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+
+    base_s: float
+    max_s: float
+    rng: random.Random
+
+    def delay(self, attempt: int, retry_after_s: float | None = None) -> float:
+        ceiling = min(self.max_s, self.base_s * (2 ** min(attempt, 32)))
+        # Never a tight loop: at least a tenth of the base delay, even with jitter.
+        jittered = max(self.base_s / 10, self.rng.uniform(0, ceiling))
+        if retry_after_s is not None:
+            # The service said how long; it may exceed our cap, and we obey it.
+            return max(retry_after_s, jittered)
+        return jittered
+
+
+class ApiClient:
+    """GET {api_url}?results=N[&nat=..][&seed=..&page=..] with connect and read timeouts."""
+
+    def __init__(
+        self,
+        api_url: str,
+        results: int,
+        nationalities: tuple[str, ...] = (),
+        seed: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.api_url = api_url
+        self.results = results
+        self.nationalities = nationalities
+        self.seed = seed
+        self.timeouts = (connect_timeout_s, read_timeout_s)
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = "random-user-analytics-producer/1.0"
+        self.page = 0
+
+    def params(self) -> dict[str, str]:
+        params = {"results": str(self.results)}
+        if self.nationalities:
+            params["nat"] = ",".join(self.nationalities)
+        if self.seed:
+            # With a seed, successive pages give different but reproducible users.
+            params["seed"] = self.seed
+            params["page"] = str(self.page + 1)
+        return params
+
+    def fetch(self) -> Response:
+        started = time.monotonic()
+        try:
+            reply = self.session.get(self.api_url, params=self.params(), timeout=self.timeouts)
+        except requests.Timeout as exc:
+            raise FetchError(
+                TIMEOUT, f"no answer within {self.timeouts} s ({exc.__class__.__name__})"
+            ) from None
+        except requests.RequestException as exc:
+            raise FetchError(CONNECTION, f"{exc.__class__.__name__}: {str(exc)[:200]}") from None
+        latency = time.monotonic() - started
+        body = reply.content
+        try:
+            document = validate(reply.status_code, body, reply.headers.get("Content-Type", ""))
+        except FetchError as exc:
+            if exc.reason in (RATE_LIMITED, HTTP_5XX):
+                exc.retry_after_s = retry_after_seconds(reply.headers.get("Retry-After"))
+            raise
+        self.page += 1
+        return Response(document=document, latency_s=latency, size_bytes=len(body))
+
+
+def fetch_with_retries(
+    client: ApiClient,
+    backoff: Backoff,
+    wait: Callable[[float], bool],
+    on_failure: Callable[[FetchError, float], None],
+    give_up: Callable[[FetchError], bool] = lambda _: False,
+) -> Response | None:
+    """Fetch until a valid response; None if `wait` says stop or `give_up` says so.
+
+    `wait(seconds)` returns True when the producer is stopping (it keeps the
+    publisher pumping meanwhile); `on_failure(error, delay)` logs and counts.
+    """
+    attempt = 0
+    while True:
+        try:
+            return client.fetch()
+        except FetchError as exc:
+            if give_up(exc):
+                return None
+            delay = backoff.delay(attempt, exc.retry_after_s)
+            on_failure(exc, delay)
+            attempt += 1
+            if wait(delay):
+                return None

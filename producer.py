@@ -1,0 +1,68 @@
+"""Random User API -> Kafka: the long-running producer (see docs/PRODUCER.md).
+
+Thin entry point: options, logging, signals. The work lives in `ingest/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from common import envfile
+from common.settings import SettingsError
+from common.settings import from_mapping as load_settings
+from ingest import settings as producer_settings
+from ingest.runner import Runner
+
+log = logging.getLogger("producer")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="producer.py",
+        description="Publish Random User API responses (or locally generated ones) to Kafka.",
+    )
+    producer_settings.add_arguments(parser)
+    parser.add_argument("--log-level", default=os.environ.get("PRODUCER_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # Said on every connection to the local SASL_PLAINTEXT listener (127.0.0.1 only);
+    # a remote cluster is configured with SASL_SSL (KAFKA_SECURITY_PROTOCOL).
+    logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
+    try:
+        env = envfile.load(envfile.PROJECT_ROOT)
+        common = load_settings(env)
+        settings = producer_settings.from_sources(env, args)
+    except SettingsError as exc:
+        print(f"producer.py: {exc}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting without waiting for Kafka", signal.Signals(signum).name)
+            os._exit(130)
+        log.info("%s received: finishing", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner = Runner(settings, common.kafka, stop)
+    runner.metrics.serve(settings.metrics_port, common.stack.bind_host)
+    return runner.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
