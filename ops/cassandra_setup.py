@@ -44,8 +44,9 @@ DDL_DIR = Path(__file__).resolve().parent.parent / "ddl" / "cassandra"
 DEFAULT_ROLE = Account("cassandra", "cassandra")
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine can take a while
-# A fresh node creates the default role shortly after it opens the CQL port.
-DEFAULT_ROLE_WAIT_S = 90.0
+# A fresh node creates the default role shortly after it opens the CQL port (`ready` waits for
+# it already; this only covers a setup run straight after a start).
+DEFAULT_ROLE_WAIT_S = 30.0
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 

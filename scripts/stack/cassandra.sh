@@ -139,8 +139,8 @@ cassandra_status() {
     where="$CASSANDRA_HOSTS:$CASSANDRA_PORT (external)"; size="n/a"
   fi
   if version=$("$VENV_PY" -m ops.cassandra_setup check 2>&1); then
-    echo "cassandra  up    ${version##*$'\n'}  $where  $jmx  data ${size}"
+    echo "cassandra  up    ${version##*$'\n'}  $where  ${jmx:+$jmx  }data ${size}"
   else
-    echo "cassandra  down  $where  $jmx  data ${size}  (${version##*$'\n'})"; return 1
+    echo "cassandra  down  $where  ${jmx:+$jmx  }data ${size}  (${version##*$'\n'})"; return 1
   fi
 }
