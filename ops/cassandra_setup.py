@@ -47,6 +47,7 @@ REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine can take a w
 # A fresh node creates the default role shortly after it opens the CQL port (`ready` waits for
 # it already; this only covers a setup run straight after a start).
 DEFAULT_ROLE_WAIT_S = 30.0
+PASSWORD_RATE_LIMIT_WAIT_S = 15.0
 _IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 
@@ -132,6 +133,21 @@ def ready(settings: CassandraSettings) -> str:
     return f"Cassandra {version} (fresh node: default role answers, setup pending)"
 
 
+def _set_password(sess: Session, statement: str, password: str) -> None:
+    """ALTER ROLE ... PASSWORD, waiting out Cassandra 5's limit of one password change per role
+    every 5 s (the server answers "Coordinator node overloaded ... can only be changed every 5000ms")."""
+    deadline = time.monotonic() + PASSWORD_RATE_LIMIT_WAIT_S
+    while True:
+        try:
+            sess.execute(statement, (password,))
+            return
+        except NoHostAvailable as exc:
+            if "can only be changed every" not in str(exc) or time.monotonic() > deadline:
+                raise
+            log.info("password changed moments ago, waiting for the server's rate limit")
+            time.sleep(1)
+
+
 def _role_row(sess: Session, role: str) -> Any:
     return sess.execute(
         "SELECT role, can_login, is_superuser, salted_hash FROM system_auth.roles WHERE role = %s", (role,)
@@ -158,9 +174,10 @@ def _bootstrap_admin(settings: CassandraSettings) -> str:
                     (admin.password,),
                 )
                 # The role may exist from an earlier run with another password.
-                sess.execute(
+                _set_password(
+                    sess,
                     f"ALTER ROLE {admin.user} WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s",
-                    (admin.password,),
+                    admin.password,
                 )
             return f"created admin role {admin.user}"
         except NoHostAvailable as exc:
@@ -185,9 +202,10 @@ def _disable_default_role(sess: Session) -> str:
         sess.execute(f"REVOKE {grant.permission} ON {resource_cql(grant.resource)} FROM {role}")
     if not (row.is_superuser or row.can_login or _password_matches(row, DEFAULT_ROLE.password)):
         return "default role already disabled" + (f" ({len(leftover)} grants revoked)" if leftover else "")
-    sess.execute(
+    _set_password(
+        sess,
         f"ALTER ROLE {role} WITH SUPERUSER = false AND LOGIN = false AND PASSWORD = %s",
-        (secrets.token_urlsafe(32),),
+        secrets.token_urlsafe(32),
     )
     return "default role disabled"
 
@@ -224,9 +242,8 @@ def _ensure_login_role(sess: Session, account: Account) -> str:
         return f"{role} created"
     if row.can_login and not row.is_superuser and _password_matches(row, account.password):
         return f"{role} unchanged"
-    sess.execute(
-        f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
-        (account.password,),
+    _set_password(
+        sess, f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s", account.password
     )
     return f"{role} updated"
 
