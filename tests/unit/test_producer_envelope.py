@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 from datetime import UTC, datetime
@@ -75,7 +76,7 @@ def test_a_large_batch_is_split_not_dropped(fixtures_dir: Path) -> None:
         (batch.meta.batch_id, len(parts), 1)
     }
     assert {m.key for m in parts} == {batch.meta.batch_id.encode()}
-    rebuilt = []
+    rebuilt: list[dict] = []
     for v in values:
         assert v["meta"]["first_index"] == len(rebuilt)
         assert v["info"] == document["info"]
@@ -96,5 +97,5 @@ def test_sequence_is_monotonic_across_restarts(tmp_path: Path) -> None:
     seen += [second.next() for _ in range(1500)]
     other = SequenceCounter(tmp_path, "p-2")
     assert seen[:5] == [0, 1, 2, 3, 4]
-    assert all(a < b for a, b in zip(seen, seen[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(seen))
     assert other.next() == 0

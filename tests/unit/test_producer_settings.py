@@ -65,7 +65,7 @@ def test_refusals_are_one_line(argv: list[str], message: str) -> None:
 
 
 def test_environment_errors_name_the_variable() -> None:
-    with pytest.raises(SettingsError, match="PRODUCER_RESULTS=9999 is outside 1..5000"):
+    with pytest.raises(SettingsError, match=r"PRODUCER_RESULTS=9999 is outside 1\.\.5000"):
         ps.from_sources({"PRODUCER_RESULTS": "9999"}, argparse.Namespace())
 
 
