@@ -1,0 +1,314 @@
+"""Data-quality rules as data, and the split of user rows into valid and quarantined.
+
+Each rule is a named check whose Column is true when a row FAILS it, so the rules can be
+listed, documented and counted without reading code. A row's `reasons` lists every rule
+it fails (empty = valid). Age is judged at the producer's fetch time, never at the clock
+of the job, so a replay of bronze judges every record the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.pseudonymise import email_pseudonym_col, phone_pseudonym_col, pseudonym_col
+from jobs.schema import NATIONALITIES
+from jobs.transform import Transformation, iso_instant, literal_time, utc_date
+
+logger = logging.getLogger(__name__)
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# One '@', something before it, a dotted domain after it, no spaces: what a mail can reach.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+MIN_AGE, MAX_AGE = 0, 120
+# The fields whose share of present values is reported per batch.
+KEY_FIELDS: tuple[str, ...] = ("user_id", "email", "country", "age", "nat")
+
+
+@dataclass(frozen=True)
+class QualityRule:
+    """A named check: `fails` is true for a row that breaks it."""
+
+    reason: str
+    description: str
+    fails: Column
+
+
+def _blank(text: Column) -> Column:
+    return text.isNull() | (F.trim(text) == "")
+
+
+def _full_years(born: Column, on: Column) -> Column:
+    """Completed years between two dates (a birthday counts from its day on)."""
+    before_birthday = (F.month(on) < F.month(born)) | (
+        (F.month(on) == F.month(born)) & (F.dayofmonth(on) < F.dayofmonth(born))
+    )
+    return F.year(on) - F.year(born) - F.when(before_birthday, 1).otherwise(0)
+
+
+def _is_user() -> Column:
+    return F.col("position").isNotNull() & ~F.col("user_unparseable")
+
+
+def _uuid() -> Column:
+    return F.col("user.login.uuid")
+
+
+def quality_rules() -> tuple[QualityRule, ...]:
+    """Every rule, in the order reasons are listed (needs an active SparkSession)."""
+    user = _is_user()
+    uuid = _uuid()
+    age = F.col("user.dob.age")
+    at = utc_date(F.col("ingestion_time"))
+    born = utc_date(iso_instant(F.col("user.dob.date")))
+    country = F.col("user.location.country")
+    nat = F.col("user.nat")
+    email = F.col("user.email")
+    valid_uuid = uuid.rlike(UUID_PATTERN)
+    first_index = F.min(F.when(user & valid_uuid, F.col("user_index"))).over(
+        Window.partitionBy("batch_id", uuid)
+    )
+    return (
+        QualityRule(
+            "unparseable_json",
+            "the Kafka value, or one user in it, is not JSON of the expected shape",
+            F.col("unparseable") | F.col("user_unparseable"),
+        ),
+        QualityRule(
+            "missing_results",
+            "the message parsed but has no non-empty `results` array",
+            ~F.col("unparseable") & F.col("position").isNull(),
+        ),
+        QualityRule(
+            "invalid_meta",
+            "the message's meta lacks a batch_id or an ISO-8601 fetched_at (the key of every sink)",
+            ~F.col("unparseable") & (_blank(F.col("batch_id")) | F.col("ingestion_time").isNull()),
+        ),
+        QualityRule("missing_uuid", "login.uuid is missing or blank", user & _blank(uuid)),
+        QualityRule(
+            "malformed_uuid",
+            "login.uuid is not a lowercase canonical UUID (it is the key of every sink)",
+            user & ~_blank(uuid) & ~valid_uuid,
+        ),
+        QualityRule(
+            "age_out_of_range",
+            f"dob.age is missing or outside {MIN_AGE}..{MAX_AGE}",
+            user & (age.isNull() | (age < MIN_AGE) | (age > MAX_AGE)),
+        ),
+        # The API counts full years on the day of the request, in its own server's time zone and
+        # at the instant it answers; fetched_at is stamped by the producer moments later. Within
+        # one day of a birthday either count is honest, so the age may be the full years at any
+        # date from the day before to the day after fetched_at (UTC); anything else is wrong.
+        QualityRule(
+            "age_inconsistent_with_dob",
+            "dob.age is not the full years between dob.date and fetched_at (+-1 day), or dob.date is bad",
+            user
+            & age.isNotNull()
+            & F.col("ingestion_time").isNotNull()
+            & (
+                born.isNull()
+                | (age < _full_years(born, F.date_sub(at, 1)))
+                | (age > _full_years(born, F.date_add(at, 1)))
+            ),
+        ),
+        QualityRule("empty_country", "location.country is missing or blank", user & _blank(country)),
+        QualityRule(
+            "unknown_nationality",
+            "nat is not one of the API's 21 nationality codes",
+            user & (nat.isNull() | ~nat.isin(*NATIONALITIES)),
+        ),
+        QualityRule(
+            "invalid_email",
+            "email is missing or not of the form local@domain.tld",
+            user & (email.isNull() | ~F.trim(email).rlike(EMAIL_PATTERN)),
+        ),
+        QualityRule(
+            "duplicate_uuid_in_batch",
+            "the same login.uuid appears earlier in the same API response (meta.batch_id)",
+            user & valid_uuid & (F.col("user_index") > first_index),
+        ),
+    )
+
+
+def reason_codes() -> tuple[str, ...]:
+    """The reason codes, in rule order (no SparkSession needed)."""
+    return _REASON_CODES
+
+
+_REASON_CODES: tuple[str, ...] = (
+    "unparseable_json",
+    "missing_results",
+    "invalid_meta",
+    "missing_uuid",
+    "malformed_uuid",
+    "age_out_of_range",
+    "age_inconsistent_with_dob",
+    "empty_country",
+    "unknown_nationality",
+    "invalid_email",
+    "duplicate_uuid_in_batch",
+)
+
+
+def with_reasons(users: DataFrame) -> DataFrame:
+    """Add `reasons` (array<string>, empty = valid) to rows from transform.explode_users."""
+    flags = [F.when(F.coalesce(rule.fails, F.lit(False)), F.lit(rule.reason)) for rule in quality_rules()]
+    return users.withColumn("reasons", F.array_compact(F.array(*flags)))
+
+
+def valid(checked: DataFrame) -> DataFrame:
+    """Rows that passed every rule."""
+    return checked.where(F.size("reasons") == 0)
+
+
+def quarantined(checked: DataFrame) -> DataFrame:
+    """Rows that failed at least one rule."""
+    return checked.where(F.size("reasons") > 0)
+
+
+def _anomaly_id() -> Column:
+    # Deterministic: a replay writes the same document again instead of a new one.
+    where = F.coalesce(F.col("position").cast("string"), F.lit("message"))
+    return F.concat_ws("-", F.col("topic"), F.col("partition"), F.col("offset"), where)
+
+
+def quarantine_documents(key: bytes, key_version: int, processed_time: dt.datetime) -> Transformation:
+    """Factory: quarantined rows -> the Mongo `anomalies` documents.
+
+    Contacts and the national id are pseudonymised; street, coordinates, username and
+    pictures are left out; a message that did not parse is kept only as its SHA-256 and
+    length (its raw bytes go to the restricted Delta table, see quarantine_raw).
+    """
+    processed = literal_time(processed_time)
+
+    def transform(rows: DataFrame) -> DataFrame:
+        u = F.col("user")
+        record = F.when(
+            F.col("position").isNotNull() & u.isNotNull(),
+            F.struct(
+                u["gender"].alias("gender"),
+                u["name"].alias("name"),
+                F.struct(
+                    u["location"]["city"].alias("city"),
+                    u["location"]["state"].alias("state"),
+                    u["location"]["country"].alias("country"),
+                    u["location"]["postcode"].alias("postcode"),
+                ).alias("location"),
+                email_pseudonym_col(u["email"], key, key_version).alias("email_pseudo"),
+                F.when(
+                    u["email"].contains("@"), F.lower(F.substring_index(F.trim(u["email"]), "@", -1))
+                ).alias("email_domain"),
+                phone_pseudonym_col(u["phone"], key, key_version).alias("phone_pseudo"),
+                phone_pseudonym_col(u["cell"], key, key_version).alias("cell_pseudo"),
+                u["id"]["name"].alias("id_name"),
+                pseudonym_col(F.trim(u["id"]["value"]), key, key_version).alias("id_value_pseudo"),
+                u["dob"].alias("dob"),
+                u["registered"].alias("registered"),
+                u["nat"].alias("nat"),
+            ),
+        )
+        return rows.select(
+            _anomaly_id().alias("_id"),
+            "topic",
+            "partition",
+            "offset",
+            "position",
+            "user_index",
+            "batch_id",
+            F.col("meta.producer_id").alias("producer_id"),
+            F.col("meta.seq").alias("seq"),
+            F.col("meta.source").alias("source"),
+            "reasons",
+            "ingestion_time",
+            processed.alias("processed_time"),
+            u["login"]["uuid"].alias("user_id"),
+            record.alias("record"),
+            F.sha2(F.col("raw_value"), 256).alias("raw_sha256"),
+            F.length(F.col("raw_value")).alias("raw_bytes"),
+        )
+
+    return transform
+
+
+def quarantine_raw(processed_time: dt.datetime) -> Transformation:
+    """Factory: quarantined rows -> the restricted Delta quarantine table, records untouched.
+
+    `raw_json` is the user's own JSON (user rows) or the whole Kafka value as text
+    (message rows); `raw_value` keeps a message row's exact bytes.
+    """
+    processed = literal_time(processed_time)
+
+    def transform(rows: DataFrame) -> DataFrame:
+        return rows.select(
+            _anomaly_id().alias("anomaly_id"),
+            "topic",
+            "partition",
+            "offset",
+            "kafka_timestamp",
+            "kafka_key",
+            "position",
+            "user_index",
+            "batch_id",
+            "reasons",
+            "ingestion_time",
+            processed.alias("processed_time"),
+            F.coalesce(F.col("user_json"), F.col("raw_value").cast("string")).alias("raw_json"),
+            "raw_value",
+        )
+
+    return transform
+
+
+def _present(field: str) -> Column:
+    column = {
+        "user_id": _uuid(),
+        "email": F.col("user.email"),
+        "country": F.col("user.location.country"),
+        "age": F.col("user.dob.age"),
+        "nat": F.col("user.nat"),
+    }[field]
+    parsed = F.col("position").isNotNull() & ~F.col("user_unparseable")
+    if field == "age":
+        return parsed & column.isNotNull()
+    return parsed & ~_blank(column)
+
+
+def batch_metrics(checked: DataFrame) -> DataFrame:
+    """One row of counts for a micro-batch of rows from with_reasons.
+
+    records_in: Kafka records; users_in: user rows; valid / quarantined: rows of each
+    kind (a message that did not parse counts once); reasons: rows per reason code, every
+    code present (0 when unseen); completeness: share of user rows whose key field is
+    present and non-blank, an unparseable user counting as absent (empty map when there
+    is no user row); duplicates_in_batch:
+    rows flagged duplicate_uuid_in_batch.
+    """
+    is_user = F.col("position").isNotNull()
+    users_in = F.count(F.when(is_user, 1))
+    reason_counts = [
+        F.count(F.when(F.array_contains("reasons", code), 1)).cast("bigint") for code in _REASON_CODES
+    ]
+    shares = [
+        (F.count(F.when(is_user & _present(field), 1)) / users_in).cast("double") for field in KEY_FIELDS
+    ]
+    completeness = F.when(
+        users_in > 0,
+        F.map_from_arrays(F.array(*[F.lit(f) for f in KEY_FIELDS]), F.array(*shares)),
+    ).otherwise(F.create_map().cast("map<string,double>"))
+    return checked.agg(
+        F.count_distinct("topic", "partition", "offset").cast("bigint").alias("records_in"),
+        users_in.cast("bigint").alias("users_in"),
+        F.count(F.when(F.size("reasons") == 0, 1)).cast("bigint").alias("valid"),
+        F.count(F.when(F.size("reasons") > 0, 1)).cast("bigint").alias("quarantined"),
+        F.map_from_arrays(F.array(*[F.lit(c) for c in _REASON_CODES]), F.array(*reason_counts)).alias(
+            "reasons"
+        ),
+        completeness.alias("completeness"),
+        F.count(F.when(F.array_contains("reasons", "duplicate_uuid_in_batch"), 1))
+        .cast("bigint")
+        .alias("duplicates_in_batch"),
+    )

@@ -1,0 +1,209 @@
+"""Bronze Kafka rows -> one row per user -> enriched users: pure DataFrame -> DataFrame.
+
+Nothing here reads a clock: the event time is the producer's `meta.fetched_at` (stamped
+once per API fetch, so a replay of bronze gives the same rows and the same keys), and
+the processing time is a literal the caller passes in. Unparseable messages are kept
+and flagged, never dropped: quality.py turns them into quarantine records.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.pseudonymise import email_pseudonym_col, phone_pseudonym_col
+from jobs.schema import CORRUPT_FIELD, RAW_ENVELOPE_SCHEMA, RAW_USER_SCHEMA
+
+logger = logging.getLogger(__name__)
+
+Transformation = Callable[[DataFrame], DataFrame]
+
+# ISO-8601 with a zone, as the API (dob, registered) and the producer (fetched_at) write it.
+# Spark's cast alone would also take a date without time or zone and read it in the session
+# time zone; the pattern keeps the instant unambiguous.
+_ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+_MICROS_PER_DAY = 86_400_000_000
+
+# The enriched user, in this order: no raw email, phone, cell, national id, street or
+# coordinates (those stay in bronze only); contacts only as keyed pseudonyms.
+ENRICHED_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "ingestion_time",
+    "batch_id",
+    "title",
+    "first_name",
+    "last_name",
+    "full_name",
+    "gender",
+    "age",
+    "date_of_birth",
+    "birth_year",
+    "country",
+    "nat",
+    "city",
+    "state",
+    "postcode",
+    "registered_date",
+    "email_domain",
+    "email_pseudo",
+    "phone_pseudo",
+    "cell_pseudo",
+    "processed_time",
+    "source",
+    "producer_id",
+    "seq",
+    "topic",
+    "partition",
+    "offset",
+    "user_index",
+)
+
+
+def iso_instant(text: Column) -> Column:
+    """An ISO-8601 instant with zone as a timestamp; null when missing or not of that form."""
+    return F.when(text.rlike(_ISO_INSTANT), text.cast("timestamp"))
+
+
+def utc_date(ts: Column) -> Column:
+    """The UTC calendar date of a timestamp, whatever the session time zone."""
+    return F.date_from_unix_date(F.floor(F.unix_micros(ts) / _MICROS_PER_DAY).cast("int"))
+
+
+def literal_time(value: dt.datetime) -> Column:
+    """A timestamp literal from an aware datetime (a naive one would depend on the host zone)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("processed_time must be timezone-aware (e.g. datetime.now(UTC))")
+    micros = (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    return F.timestamp_micros(F.lit(micros))
+
+
+def parse_messages(bronze: DataFrame) -> DataFrame:
+    """Kafka rows -> one row per message with its envelope parsed and an `unparseable` flag.
+
+    Users stay JSON texts here (results: array<string>), so a malformed user fails alone.
+    A value that is not a JSON object of the envelope's shape, or is null (tombstone),
+    is flagged, not dropped.
+    """
+    envelope = F.from_json(F.col("value").cast("string"), RAW_ENVELOPE_SCHEMA)
+    return (
+        bronze.select(
+            "topic",
+            "partition",
+            "offset",
+            F.col("timestamp").alias("kafka_timestamp"),
+            F.col("key").cast("string").alias("kafka_key"),
+            "value",
+            envelope.alias("envelope"),
+        )
+        .withColumn(
+            "unparseable",
+            F.col("envelope").isNull() | F.col(f"envelope.{CORRUPT_FIELD}").isNotNull(),
+        )
+        .select(
+            "topic",
+            "partition",
+            "offset",
+            "kafka_timestamp",
+            "kafka_key",
+            "value",
+            F.when(~F.col("unparseable"), F.col("envelope.meta")).alias("meta"),
+            F.when(~F.col("unparseable"), F.col("envelope.info")).alias("info"),
+            F.when(~F.col("unparseable"), F.col("envelope.results")).alias("results"),
+            "unparseable",
+        )
+    )
+
+
+def explode_users(messages: DataFrame) -> DataFrame:
+    """One row per user, keeping the message's lineage; a message without users keeps one row.
+
+    `position` is the user's place in this message, `user_index` its place in the API
+    response (meta.first_index + position, so a response split over messages keeps its
+    numbering). Rows of a message with no user (unparseable, no or empty results) have
+    null position, user_index and user, and carry the raw Kafka value for the restricted
+    quarantine; user rows do not repeat it.
+    """
+    exploded = messages.select(
+        "*",
+        F.posexplode_outer("results").alias("position", "user_json"),
+    )
+    user = F.from_json(F.col("user_json"), RAW_USER_SCHEMA)
+    return exploded.select(
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "kafka_key",
+        F.when(F.col("position").isNull(), F.col("value")).alias("raw_value"),
+        "unparseable",
+        "meta",
+        "info",
+        F.when(F.col("results").isNotNull(), F.size("results")).alias("results_count"),
+        F.col("meta.batch_id").alias("batch_id"),
+        iso_instant(F.col("meta.fetched_at")).alias("ingestion_time"),
+        "position",
+        (F.coalesce(F.col("meta.first_index"), F.lit(0)) + F.col("position")).alias("user_index"),
+        "user_json",
+        user.alias("user"),
+    ).withColumn(
+        "user_unparseable",
+        F.col("position").isNotNull() & (F.col("user").isNull() | F.col(f"user.{CORRUPT_FIELD}").isNotNull()),
+    )
+
+
+def users_from_bronze(bronze: DataFrame) -> DataFrame:
+    """parse_messages then explode_users: the input of quality.with_reasons."""
+    return bronze.transform(parse_messages).transform(explode_users)
+
+
+def enrich_users(key: bytes, key_version: int, processed_time: dt.datetime) -> Transformation:
+    """Factory: user rows (from explode_users, usually only the valid ones) -> ENRICHED_COLUMNS.
+
+    The pseudonym key and version come from settings; processed_time is given by the
+    caller (e.g. the micro-batch's start) so the result depends on the input alone.
+    """
+    processed = literal_time(processed_time)
+
+    def transform(users: DataFrame) -> DataFrame:
+        u = F.col("user")
+        email = u["email"]
+        dob = utc_date(iso_instant(u["dob"]["date"]))
+        return users.select(
+            u["login"]["uuid"].alias("user_id"),
+            F.col("ingestion_time"),
+            F.col("batch_id"),
+            u["name"]["title"].alias("title"),
+            u["name"]["first"].alias("first_name"),
+            u["name"]["last"].alias("last_name"),
+            F.concat_ws(" ", u["name"]["first"], u["name"]["last"]).alias("full_name"),
+            u["gender"].alias("gender"),
+            u["dob"]["age"].alias("age"),
+            dob.alias("date_of_birth"),
+            F.year(dob).alias("birth_year"),
+            u["location"]["country"].alias("country"),
+            u["nat"].alias("nat"),
+            u["location"]["city"].alias("city"),
+            u["location"]["state"].alias("state"),
+            u["location"]["postcode"].alias("postcode"),
+            utc_date(iso_instant(u["registered"]["date"])).alias("registered_date"),
+            F.when(email.contains("@"), F.lower(F.substring_index(F.trim(email), "@", -1))).alias(
+                "email_domain"
+            ),
+            email_pseudonym_col(email, key, key_version).alias("email_pseudo"),
+            phone_pseudonym_col(u["phone"], key, key_version).alias("phone_pseudo"),
+            phone_pseudonym_col(u["cell"], key, key_version).alias("cell_pseudo"),
+            processed.alias("processed_time"),
+            F.col("meta.source").alias("source"),
+            F.col("meta.producer_id").alias("producer_id"),
+            F.col("meta.seq").alias("seq"),
+            "topic",
+            "partition",
+            "offset",
+            "user_index",
+        )
+
+    return transform
