@@ -2,8 +2,9 @@
 
 The broker denies everything without an ACL (allow.everyone.if.no.acl.found=false), so this module
 is where the producer and the Spark job get exactly the rights they need and nothing more. Run it
-after every start (`scripts/stack.sh up` does): it converges, never duplicates, and removes grants
-of the managed accounts that are not in the matrix below (docs/stack/kafka.md).
+after every start (`scripts/stack.sh up` does): it converges, never duplicates, and revokes grants
+of the managed accounts on this topic, group prefix or the cluster that are not in the matrix
+(docs/stack/kafka.md).
 
     python -m ops.kafka_admin check      # one authenticated metadata request as the admin
     python -m ops.kafka_admin setup      # topic (partitions, retention) and ACLs
@@ -243,13 +244,30 @@ def ensure_topic(admin: KafkaAdminClient, k: KafkaSettings) -> list[str]:
     return changes
 
 
+def in_scope(k: KafkaSettings, grant: Grant) -> bool:
+    """Whether a grant belongs to this setup: a managed account on this topic, the job's group
+    prefix or the cluster. Grants on other topics (tests use their own, KAFKA_TOPIC=..._test,
+    with the same accounts) belong to the setup run for that topic and are left alone."""
+    if grant.principal not in {principal(k.producer), principal(k.job)}:
+        return False
+    return (
+        (grant.resource_type == "TOPIC" and grant.resource_name == k.topic)
+        or (grant.resource_type == "GROUP" and grant.resource_name.startswith(k.job_group_prefix))
+        or grant.resource_type in {"CLUSTER", "TRANSACTIONAL_ID"}
+    )
+
+
+def scoped_grants(k: KafkaSettings, grants: list[Grant]) -> list[Grant]:
+    """The grants `setup` for this topic is responsible for (compare with desired_grants)."""
+    return sorted(g for g in grants if in_scope(k, g))
+
+
 def ensure_acls(admin: KafkaAdminClient, k: KafkaSettings) -> list[str]:
-    """Add the missing grants of the matrix; remove other grants of the managed accounts."""
+    """Add the missing grants of the matrix; revoke any other grant in this setup's scope."""
     wanted = set(desired_grants(k))
-    managed = {principal(k.producer), principal(k.job)}
     present = set(current_grants(admin))
     missing = sorted(wanted - present)
-    extra = sorted(g for g in present - wanted if g.principal in managed)
+    extra = sorted(g for g in present - wanted if in_scope(k, g))
     changes: list[str] = []
     if missing:
         result = admin.create_acls([_to_acl(g) for g in missing])
@@ -315,11 +333,21 @@ class _ClientErrors(logging.Handler):
         marker = message.rfind("SaslAuthenticationFailedError:")
         if marker >= 0 and not self.auth_failure:
             self.auth_failure = message[marker:].rstrip(")")
-        elif record.name == "kafka.net.manager" and not message.startswith("Bootstrap failed"):
+        elif (
+            record.name == "kafka.net.manager"
+            and "failed" in message
+            and not message.startswith("Bootstrap failed")
+        ):
             self.last = message
 
     def cause(self) -> str:
-        return self.auth_failure or self.last
+        if self.auth_failure:
+            return self.auth_failure
+        if "socket disconnected" in self.last:
+            # The broker answers a failed SCRAM exchange and hangs up; the client often sees
+            # only the hang-up.
+            return f"{self.last}; the broker closed the connection: wrong user/password or mechanism?"
+        return self.last
 
 
 def main(argv: Sequence[str] | None = None) -> int:

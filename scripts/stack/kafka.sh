@@ -77,6 +77,7 @@ _kafka_format() {
 kafka_start() {
   _kafka_check_secrets
   if is_running kafka; then
+    say kafka "already running (pid $(pid_of kafka))"
     wait_until kafka 60 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
     return 0
   fi
