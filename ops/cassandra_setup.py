@@ -270,8 +270,9 @@ def resource_cql(resource: str) -> str:
 
 
 def role_grants(sess: Session, role: str) -> set[Grant]:
+    """Permissions granted to `role` itself (rows inherited through another role are dropped)."""
     rows = sess.execute(f"LIST ALL PERMISSIONS OF {role} NORECURSIVE")
-    return {Grant(r.role, r.resource, r.permission) for r in rows}
+    return {Grant(r.role, r.resource, r.permission) for r in rows if r.role == role}
 
 
 def grants(settings: CassandraSettings) -> list[Grant]:
@@ -290,17 +291,41 @@ def desired_grants(settings: CassandraSettings) -> dict[str, set[Grant]]:
     }
 
 
-def _apply_grants(sess: Session, role: str, wanted: set[Grant]) -> str:
-    current = role_grants(sess, role)
+# No application role may hold anything on these: always in scope, always revoked.
+SYSTEM_KEYSPACES = frozenset(
+    {
+        "system",
+        "system_auth",
+        "system_schema",
+        "system_distributed",
+        "system_traces",
+        "system_views",
+        "system_virtual_schema",
+    }
+)
+_KEYSPACE_OF = re.compile(r"^<(?:keyspace |table |all functions in |function )(\w+)[.>(]")
+
+
+def in_scope(resource: str, keyspace: str) -> bool:
+    """Whether this setup owns grants on `resource`: its own keyspace (and the tables and
+    functions in it) and every cluster-wide resource. Grants on another keyspace belong to
+    the deployment that uses it (e.g. a test keyspace on the same node) and are left alone,
+    except on Cassandra's own system keyspaces."""
+    match = _KEYSPACE_OF.match(resource)
+    return match is None or match.group(1) in {keyspace, *SYSTEM_KEYSPACES}
+
+
+def _apply_grants(sess: Session, role: str, wanted: set[Grant], keyspace: str) -> str:
+    # Permissions inherited from other roles would widen the grant: allow no membership.
+    for row in sess.execute(f"LIST ROLES OF {role} NORECURSIVE"):
+        if row.role != role:
+            sess.execute(f"REVOKE {_identifier(row.role, 'role')} FROM {role}")
+    current = {g for g in role_grants(sess, role) if in_scope(g.resource, keyspace)}
     for extra in sorted(current - wanted):
         sess.execute(f"REVOKE {extra.permission} ON {resource_cql(extra.resource)} FROM {role}")
     for missing in sorted(wanted - current):
         sess.execute(f"GRANT {missing.permission} ON {resource_cql(missing.resource)} TO {role}")
-    # Permissions inherited from other roles would widen the grant: allow none.
-    for row in sess.execute(f"LIST ROLES OF {role} NORECURSIVE"):
-        if row.role != role:
-            sess.execute(f"REVOKE {_identifier(row.role, 'role')} FROM {role}")
-    final = role_grants(sess, role)
+    final = {g for g in role_grants(sess, role) if in_scope(g.resource, keyspace)}
     if final != wanted:
         raise SetupError(f"grants of {role} are {sorted(final)}, expected {sorted(wanted)}")
     return f"{role} ({', '.join(sorted(g.permission for g in final))})"
@@ -333,7 +358,7 @@ def setup(settings: CassandraSettings) -> str:
         for account in (settings.writer, settings.reader):
             steps.append(_ensure_login_role(sess, account))
         for role, wanted in desired_grants(settings).items():
-            roles.append(_apply_grants(sess, role, wanted))
+            roles.append(_apply_grants(sess, role, wanted, keyspace))
         steps.append("grants " + ", ".join(roles))
     return "setup ok: " + "; ".join(steps)
 
