@@ -114,7 +114,7 @@ def _number(name: str, raw: str, kind: type[int] | type[float], low: float, high
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
     if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is outside {low:g}..{high:g}")
+        raise SettingsError(f"{name}={raw} is outside {low:g}..{high:g}")
     return value
 
 
