@@ -14,7 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# APP_ROOT is set by scripts/lib.sh: under spark-submit this module may be loaded from a zip.
+PROJECT_ROOT = Path(os.environ.get("APP_ROOT") or Path(__file__).resolve().parent.parent)
 GENERATED = "<generated>"
 _LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
 

@@ -40,16 +40,15 @@ def _first_line(exc: BaseException) -> str:
 
 def check_kafka(s: Settings) -> None:
     k = s.kafka
+    consumer = None
     try:
-        consumer = KafkaConsumer(
-            **k.client_config(k.job), request_timeout_ms=15000, api_version_auto_timeout_ms=10000
-        )
+        consumer = KafkaConsumer(**k.client_config(k.job), request_timeout_ms=15000)
+        partitions = consumer.partitions_for_topic(k.topic)
     except Exception as exc:
         raise PreflightError(f"Kafka at {k.bootstrap_servers} as {k.job.user}: {_first_line(exc)}") from None
-    try:
-        partitions = consumer.partitions_for_topic(k.topic)
     finally:
-        consumer.close()
+        if consumer is not None:
+            consumer.close()
     if not partitions:
         raise PreflightError(f"Kafka topic {k.topic!r} does not exist or {k.job.user} may not describe it")
 

@@ -5,6 +5,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 1
+export APP_ROOT="$ROOT"
 
 # Settings: .env (created with fresh secrets on first use) overlaid by the environment.
 eval "$(python3 -m common.envfile --shell)" || { echo "stack: cannot read .env" >&2; exit 2; }

@@ -1,0 +1,226 @@
+"""The streaming job end to end on the real stack: Kafka -> job -> Delta, MongoDB, Cassandra.
+
+Expected results are computed here from the fixture JSON with plain Python, not with the
+job's code, and compared with what the stores really hold, row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from cassandra.cluster import Session
+
+from common.settings import Settings
+from tests.e2e.conftest import JobRunner, end_offsets, offsets_json, produce, wait_for
+from tests.unit.bronze_rows import FETCHED_AT, encode, envelope, load_users
+
+FETCHED = "2026-11-27 23:40:00.123000"
+
+
+def email_pseudo(s: Settings, email: str) -> str:
+    digest = hmac.new(s.pseudonym.key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return f"v{s.pseudonym.key_version}:{digest}"
+
+
+def expected_country_stats(users: list[dict[str, Any]]) -> dict[str, tuple[int, int, float, int, int]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for u in users:
+        groups.setdefault(u["location"]["country"], []).append(u)
+    out = {}
+    for country, members in groups.items():
+        ages = [m["dob"]["age"] for m in members]
+        out[country] = (
+            len(members),
+            sum(ages),
+            sum(ages) / len(members),
+            sum(m["gender"] == "male" for m in members),
+            sum(m["gender"] == "female" for m in members),
+        )
+    return out
+
+
+def cassandra_country_stats(session: Session) -> dict[str, tuple[int, int, float, int, int]]:
+    rows = session.execute(
+        "SELECT country, count_users, sum_age, avg_age, male_count, female_count FROM country_stats"
+    )
+    return {r.country: (r.count_users, r.sum_age, r.avg_age, r.male_count, r.female_count) for r in rows}
+
+
+def test_pipeline_delivers_every_valid_user_once_and_quarantines_the_rest(
+    clean_stores: Settings, cassandra_admin: Session, mongo_db: Any, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    s = clean_stores
+    start = end_offsets(s)
+    valid_users: list[dict[str, Any]] = []
+    messages: list[tuple[str | None, bytes]] = []
+    for seq, name in enumerate(["nat-US.json", "nat-GB.json", "nat-IR.json", "nat-CA.json", "mixed-10.json"]):
+        info, users = load_users(fixtures_dir, name)
+        batch = envelope(users, batch_id=str(uuid.uuid4()), seq=seq, info=info, source="api")
+        messages.append((batch["meta"]["batch_id"], encode(batch)))
+        valid_users += users
+    # The producer re-sends a batch (same identity, same bytes): it must count once.
+    messages.append(messages[0])
+    # One response with two bad users among good ones.
+    info, fr = load_users(fixtures_dir, "nat-FR.json")
+    del fr[0]["login"]["uuid"]
+    fr[1]["email"] = "not-an-email"
+    bad_batch = envelope(fr, batch_id=str(uuid.uuid4()), seq=9, info=info, source="api")
+    messages.append((bad_batch["meta"]["batch_id"], encode(bad_batch)))
+    valid_users += fr[2:]
+    # Hostile and malformed records.
+    messages.append((None, b"this is not json \xff"))
+    empty = envelope([], batch_id=str(uuid.uuid4()), seq=10)
+    messages.append((empty["meta"]["batch_id"], encode(empty)))
+    produce(s, messages)
+
+    job = JobRunner(tmp_path, offsets_json(s, start))
+    log = job.run_available_now()
+    assert "batch 0:" in log
+
+    by_id = {u["login"]["uuid"]: u for u in valid_users}
+    # MongoDB: one document per valid user, with pseudonymised contacts.
+    docs = {d["_id"]: d for d in mongo_db["randomUserCollection"].find({})}
+    assert set(docs) == set(by_id)
+    for uid, u in by_id.items():
+        d = docs[uid]
+        got = (
+            d["full_name"],
+            d["country"],
+            d["age"],
+            d["nat"],
+            d["city"],
+            d["email_pseudo"],
+            d["email_domain"],
+        )
+        want = (
+            f"{u['name']['first']} {u['name']['last']}",
+            u["location"]["country"],
+            u["dob"]["age"],
+            u["nat"],
+            u["location"]["city"],
+            email_pseudo(s, u["email"]),
+            u["email"].split("@")[1],
+        )
+        assert got == want
+    # Cassandra: the user table and the latest-users table hold exactly these users, once.
+    rows = list(
+        cassandra_admin.execute(
+            "SELECT user_id, ingestion_time, full_name, age, country FROM random_user_table"
+        )
+    )
+    assert sorted((r.user_id, str(r.ingestion_time), r.full_name, r.age, r.country) for r in rows) == sorted(
+        (uid, FETCHED, f"{u['name']['first']} {u['name']['last']}", u["dob"]["age"], u["location"]["country"])
+        for uid, u in by_id.items()
+    )
+    latest = list(cassandra_admin.execute("SELECT user_id FROM latest_users WHERE day = '2026-11-27'"))
+    assert sorted(r.user_id for r in latest) == sorted(by_id)
+    assert cassandra_country_stats(cassandra_admin) == expected_country_stats(valid_users)
+    # The quarantine stream: every bad record with its reason, good data still flowed.
+    anomalies = sorted(tuple(d["reasons"]) for d in mongo_db["anomalies"].find({}))
+    assert anomalies == sorted(
+        [("unparseable_json",), ("missing_results",), ("missing_uuid",), ("invalid_email",)]
+    )
+    quality = list(
+        cassandra_admin.execute("SELECT records_in, valid, quarantined, reasons FROM quality_metrics")
+    )
+    assert sum(q.records_in for q in quality) == len(messages)
+    assert sum(q.quarantined for q in quality) == 4
+    # Nothing raw leaves bronze: no email or phone in clear in any document or row.
+    raw = (
+        {u["email"] for u in valid_users}
+        | {u["phone"] for u in valid_users}
+        | {u["cell"] for u in valid_users}
+    )
+    dumped = json.dumps(list(mongo_db["randomUserCollection"].find({})), default=str)
+    dumped += json.dumps(list(mongo_db["anomalies"].find({})), default=str)
+    dumped += json.dumps(
+        [list(r) for r in cassandra_admin.execute("SELECT * FROM random_user_table")], default=str
+    )
+    assert not [value for value in raw if value in dumped]
+
+    # Running the job again on the same checkpoint changes nothing.
+    job.run_available_now()
+    assert mongo_db["randomUserCollection"].count_documents({}) == len(by_id)
+    assert cassandra_country_stats(cassandra_admin) == expected_country_stats(valid_users)
+
+
+def _fresh_batches(
+    fixtures_dir: Path, count: int, rng: random.Random
+) -> list[tuple[str, bytes, list[dict[str, Any]]]]:
+    """count API-shaped batches of new people (fixture users with fresh uuids)."""
+    names = sorted(p.name for p in fixtures_dir.glob("nat-*.json"))
+    out = []
+    for seq in range(count):
+        info, users = load_users(fixtures_dir, rng.choice(names))
+        for u in users:
+            u["login"]["uuid"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        batch = envelope(
+            users, batch_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), seq=seq, info=info
+        )
+        out.append((batch["meta"]["batch_id"], encode(batch), users))
+    return out
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
+    clean_stores: Settings, cassandra_admin: Session, mongo_db: Any, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    s = clean_stores
+    rng = random.Random(20261127)
+    start = end_offsets(s)
+    batches = _fresh_batches(fixtures_dir, 60, rng)
+    stop = threading.Event()
+
+    def feed() -> None:
+        # The producer keeps going while the job dies; one batch in five is sent twice.
+        for key, value, _users in batches:
+            if stop.is_set():
+                return
+            records = [(key, value)] * (2 if rng.random() < 0.2 else 1)
+            produce(s, records)
+            time.sleep(0.5)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    job = JobRunner(tmp_path, offsets_json(s, start))
+    kills = 0
+    try:
+        for _ in range(3):
+            proc = job.start()
+            # Wait until it has committed at least one batch of this run, then kill it mid-flight.
+            runs_before = job.runs
+            wait_for(
+                lambda p=proc: "batch " in job.log_text() or p.poll() is not None,
+                240,
+                f"job run {runs_before}",
+            )
+            assert proc.poll() is None, job.log_text()[-3000:]
+            time.sleep(rng.uniform(0.5, 6.0))
+            job.kill(proc)
+            kills += 1
+    finally:
+        feeder.join(timeout=120)
+        stop.set()
+    assert kills == 3
+    job.run_available_now()
+
+    expected = [u for _k, _v, users in batches for u in users]
+    ids = [d["_id"] for d in mongo_db["randomUserCollection"].find({}, {"_id": 1})]
+    assert sorted(ids) == sorted(u["login"]["uuid"] for u in expected)
+    rows = [r.user_id for r in cassandra_admin.execute("SELECT user_id FROM random_user_table")]
+    assert Counter(rows) == Counter(u["login"]["uuid"] for u in expected)
+    latest = [
+        r.user_id
+        for r in cassandra_admin.execute("SELECT user_id FROM latest_users WHERE day = '2026-11-27'")
+    ]
+    assert Counter(latest) == Counter(u["login"]["uuid"] for u in expected)
+    assert cassandra_country_stats(cassandra_admin) == expected_country_stats(expected)
+    assert FETCHED_AT.startswith("2026-11-27")
