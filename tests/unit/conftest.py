@@ -31,6 +31,8 @@ def spark() -> Iterator[SparkSession]:
         .config("spark.driver.memory", "1g")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC -Xss4m")
         .config("spark.sql.adaptive.enabled", "false")
+        # Tiny data: compiling whole-stage Java code costs seconds per query and saves nothing.
+        .config("spark.sql.codegen.wholeStage", "false")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
