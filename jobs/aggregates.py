@@ -1,0 +1,129 @@
+"""Gold aggregates from silver users: absolute values, recomputed, never incremented.
+
+Cassandra gets them by plain upsert (see ddl/cassandra/002_tables.cql): a recomputed
+absolute value is idempotent, a counter increment is not. sum_age travels with avg_age
+so a reader can combine groups exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.transform import Transformation, literal_time
+
+logger = logging.getLogger(__name__)
+
+# Upper bounds (inclusive) of each band; the last band is open.
+AGE_BANDS: tuple[tuple[str, int | None], ...] = (
+    ("0-17", 17),
+    ("18-24", 24),
+    ("25-34", 34),
+    ("35-44", 44),
+    ("45-54", 54),
+    ("55-64", 64),
+    ("65+", None),
+)
+# A group key Cassandra can store when the source left it empty (a primary key cannot be null).
+UNKNOWN = "unknown"
+
+
+def age_band(age: Column) -> Column:
+    """The band label of an age; null for a null or negative age."""
+    expr = F.when(age.isNull() | (age < 0), F.lit(None).cast("string"))
+    for label, upper in AGE_BANDS:
+        expr = expr.when(age <= upper, F.lit(label)) if upper is not None else expr.otherwise(F.lit(label))
+    return expr
+
+
+def _key(column: str) -> Column:
+    value = F.trim(F.col(column))
+    return F.when(value.isNull() | (value == ""), F.lit(UNKNOWN)).otherwise(value).alias(column)
+
+
+def latest_per_user(users: DataFrame) -> DataFrame:
+    """One row per user_id: the newest fetch (ties broken by batch_id, then offset, user_index).
+
+    Silver and the Mongo documents hold one row per person; the same person can come in
+    several fetches of a micro-batch, and which one wins must not depend on row order.
+    """
+    order = Window.partitionBy("user_id").orderBy(
+        F.col("ingestion_time").desc(),
+        F.col("batch_id").desc(),
+        F.col("offset").desc(),
+        F.col("user_index").desc(),
+    )
+    return users.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") == 1).drop("_rank")
+
+
+def _sum_age() -> Column:
+    return F.sum(F.col("age").cast("bigint")).cast("bigint")
+
+
+def country_stats(last_update: dt.datetime) -> Transformation:
+    """Factory: silver users -> country_stats rows (country, count_users, sum_age, avg_age, ...)."""
+    stamp = literal_time(last_update)
+
+    def transform(users: DataFrame) -> DataFrame:
+        gender = F.lower(F.col("gender"))
+        return (
+            users.select(_key("country"), "age", "gender")
+            .groupBy("country")
+            .agg(
+                F.count(F.lit(1)).cast("bigint").alias("count_users"),
+                _sum_age().alias("sum_age"),
+                F.count(F.when(gender == "male", 1)).cast("bigint").alias("male_count"),
+                F.count(F.when(gender == "female", 1)).cast("bigint").alias("female_count"),
+            )
+            .select(
+                "country",
+                "count_users",
+                "sum_age",
+                (F.col("sum_age") / F.col("count_users")).cast("double").alias("avg_age"),
+                "male_count",
+                "female_count",
+                stamp.alias("last_update"),
+            )
+        )
+
+    return transform
+
+
+def gender_stats(last_update: dt.datetime) -> Transformation:
+    """Factory: silver users -> gender_stats rows (gender, count_users, sum_age, avg_age, last_update)."""
+    stamp = literal_time(last_update)
+
+    def transform(users: DataFrame) -> DataFrame:
+        return (
+            users.select(_key("gender"), "age")
+            .groupBy("gender")
+            .agg(F.count(F.lit(1)).cast("bigint").alias("count_users"), _sum_age().alias("sum_age"))
+            .select(
+                "gender",
+                "count_users",
+                "sum_age",
+                (F.col("sum_age") / F.col("count_users")).cast("double").alias("avg_age"),
+                stamp.alias("last_update"),
+            )
+        )
+
+    return transform
+
+
+def age_band_stats(last_update: dt.datetime) -> Transformation:
+    """Factory: silver users -> age_band_stats rows (age_band, count_users, last_update)."""
+    stamp = literal_time(last_update)
+
+    def transform(users: DataFrame) -> DataFrame:
+        band = F.coalesce(age_band(F.col("age")), F.lit(UNKNOWN))
+        return (
+            users.select(band.alias("age_band"))
+            .groupBy("age_band")
+            .agg(F.count(F.lit(1)).cast("bigint").alias("count_users"))
+            .select("age_band", "count_users", stamp.alias("last_update"))
+        )
+
+    return transform

@@ -1,0 +1,106 @@
+"""Enriched users -> the exact row shapes of the serving stores (Cassandra, Mongo).
+
+Kept apart from the writers (jobs/sinks.py) so the shapes are tested without servers,
+and kept in step with ddl/cassandra/002_tables.cql and ddl/mongo/collections.json.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.transform import utc_date
+
+logger = logging.getLogger(__name__)
+
+# random_user_table, column for column (ddl/cassandra/002_tables.cql).
+RANDOM_USER_COLUMNS: tuple[str, ...] = (
+    "user_id",
+    "ingestion_time",
+    "batch_id",
+    "title",
+    "first_name",
+    "last_name",
+    "full_name",
+    "gender",
+    "age",
+    "birth_year",
+    "country",
+    "nat",
+    "city",
+    "state",
+    "registered_date",
+    "email_domain",
+    "email_pseudo",
+    "phone_pseudo",
+    "cell_pseudo",
+    "processed_time",
+)
+
+LATEST_USERS_COLUMNS: tuple[str, ...] = (
+    "day",
+    "ingestion_time",
+    "user_id",
+    "full_name",
+    "gender",
+    "age",
+    "country",
+    "city",
+    "nat",
+)
+
+# The Mongo document: _id = user_id, then the enriched fields (no raw contact data).
+MONGO_FIELDS: tuple[str, ...] = (
+    "ingestion_time",
+    "batch_id",
+    "title",
+    "first_name",
+    "last_name",
+    "full_name",
+    "gender",
+    "age",
+    "birth_year",
+    "country",
+    "nat",
+    "city",
+    "state",
+    "postcode",
+    "registered_date",
+    "email_domain",
+    "email_pseudo",
+    "phone_pseudo",
+    "cell_pseudo",
+    "processed_time",
+    "source",
+)
+
+
+def _as_utc_midnight(day: Column) -> Column:
+    # BSON has no date-only type; a UTC midnight timestamp keeps the day in every client.
+    return F.timestamp_seconds(F.unix_date(day).cast("bigint") * 86_400)
+
+
+def to_random_user_rows(enriched: DataFrame) -> DataFrame:
+    """Enriched users -> random_user_table rows (one per user and fetch)."""
+    return enriched.select(*RANDOM_USER_COLUMNS)
+
+
+def to_latest_users_rows(enriched: DataFrame) -> DataFrame:
+    """Enriched users -> latest_users rows; day = the UTC date of ingestion_time."""
+    return enriched.select(
+        utc_date(F.col("ingestion_time")).alias("day"),
+        *LATEST_USERS_COLUMNS[1:],
+    )
+
+
+def to_mongo_documents(enriched: DataFrame) -> DataFrame:
+    """Enriched users -> randomUserCollection documents (_id = user_id, dates as UTC midnight).
+
+    Pass one row per user (aggregates.latest_per_user) so a replace-upsert is deterministic.
+    """
+    return enriched.select(
+        F.col("user_id").alias("_id"),
+        *[_as_utc_midnight(F.col(c)).alias(c) if c == "registered_date" else F.col(c) for c in MONGO_FIELDS],
+    )

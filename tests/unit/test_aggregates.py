@@ -1,0 +1,252 @@
+"""Gold aggregates and the serving-store row shapes, checked against the DDL and the fixtures."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import aggregates, projections, quality, transform
+from tests.unit.bronze_rows import KEY, PROCESSED, PROCESSED_UTC, fixture_bronze
+from tests.unit.test_transform import expected_enriched
+
+ROOT = Path(__file__).resolve().parents[2]
+LAST_UPDATE = dt.datetime(2026, 11, 28, 0, 1, tzinfo=dt.UTC)
+LAST_UPDATE_UTC = dt.datetime(2026, 11, 28, 0, 1)
+CQL_TO_SPARK = {
+    "text": "string",
+    "timestamp": "timestamp",
+    "int": "int",
+    "bigint": "bigint",
+    "double": "double",
+}
+CQL_TO_SPARK["date"] = "date"
+
+
+def cassandra_columns(table: str) -> list[tuple[str, str]]:
+    """(column, Spark type) of a table, read from the DDL file itself."""
+    ddl = (ROOT / "ddl" / "cassandra" / "002_tables.cql").read_text()
+    match = re.search(rf"CREATE TABLE IF NOT EXISTS \{{keyspace\}}\.{table} \((.*?)\n\)", ddl, re.S)
+    assert match, table
+    columns = []
+    for line in match.group(1).strip().splitlines():
+        words = line.strip().rstrip(",").split()
+        if words and words[0] != "PRIMARY" and not words[0].startswith("--"):
+            columns.append((words[0], CQL_TO_SPARK.get(words[1], words[1])))
+    return columns
+
+
+def _schema(df: DataFrame) -> list[tuple[str, str]]:
+    return [(f.name, f.dataType.simpleString()) for f in df.schema.fields]
+
+
+def _rows(df: DataFrame, *order: str) -> list[dict[str, Any]]:
+    return [r.asDict(recursive=True) for r in df.orderBy(*order).collect()]
+
+
+@pytest.fixture(scope="module")
+def fixture_data(spark: SparkSession, fixtures_dir: Path) -> tuple[DataFrame, list[dict[str, Any]]]:
+    """Enriched fixture users (all valid) and the expected enriched rows built from the JSON."""
+    bronze, messages = fixture_bronze(spark, fixtures_dir)
+    checked = quality.with_reasons(transform.users_from_bronze(bronze))
+    enriched = quality.valid(checked).transform(transform.enrich_users(KEY, 1, PROCESSED)).cache()
+    expected = [
+        expected_enriched(u, m, offset, index)
+        for offset, m in enumerate(messages)
+        for index, u in enumerate(m["results"])
+    ]
+    return enriched, expected
+
+
+def test_gold_aggregates_of_the_fixtures(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -> None:
+    enriched, users = fixture_data
+    silver = aggregates.latest_per_user(enriched)
+
+    by_country: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    by_gender: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for u in users:
+        by_country[u["country"]].append(u)
+        by_gender[u["gender"]].append(u)
+    expected_country = [
+        {
+            "country": c,
+            "count_users": len(g),
+            "sum_age": sum(u["age"] for u in g),
+            "avg_age": sum(u["age"] for u in g) / len(g),
+            "male_count": sum(u["gender"] == "male" for u in g),
+            "female_count": sum(u["gender"] == "female" for u in g),
+            "last_update": LAST_UPDATE_UTC,
+        }
+        for c, g in sorted(by_country.items())
+    ]
+    expected_gender = [
+        {
+            "gender": k,
+            "count_users": len(g),
+            "sum_age": sum(u["age"] for u in g),
+            "avg_age": sum(u["age"] for u in g) / len(g),
+            "last_update": LAST_UPDATE_UTC,
+        }
+        for k, g in sorted(by_gender.items())
+    ]
+
+    def band(age: int) -> str:
+        for upper, label in (
+            (17, "0-17"),
+            (24, "18-24"),
+            (34, "25-34"),
+            (44, "35-44"),
+            (54, "45-54"),
+            (64, "55-64"),
+        ):
+            if age <= upper:
+                return label
+        return "65+"
+
+    bands = collections.Counter(band(u["age"]) for u in users)
+    expected_bands = [
+        {"age_band": b, "count_users": n, "last_update": LAST_UPDATE_UTC} for b, n in sorted(bands.items())
+    ]
+
+    country = silver.transform(aggregates.country_stats(LAST_UPDATE))
+    gender = silver.transform(aggregates.gender_stats(LAST_UPDATE))
+    age_band = silver.transform(aggregates.age_band_stats(LAST_UPDATE))
+    assert _schema(country) == cassandra_columns("country_stats")
+    assert _schema(gender) == cassandra_columns("gender_stats")
+    assert _schema(age_band) == cassandra_columns("age_band_stats")
+    assert _rows(country, "country") == expected_country
+    assert _rows(gender, "gender") == expected_gender
+    assert _rows(age_band, "age_band") == expected_bands
+    assert len(expected_country) == 21  # every nationality's country is there
+
+
+def test_age_band_edges_and_unknown_keys(spark: SparkSession) -> None:
+    ages = [0, 17, 18, 24, 25, 34, 35, 44, 45, 54, 55, 64, 65, 120]
+    silver = spark.createDataFrame(
+        [("Norway", "female", a) for a in ages] + [("  ", None, 30), (None, "male", None)],
+        "country string, gender string, age int",
+    )
+    assert _rows(silver.transform(aggregates.age_band_stats(LAST_UPDATE)), "age_band") == [
+        {"age_band": b, "count_users": n, "last_update": LAST_UPDATE_UTC}
+        for b, n in [
+            ("0-17", 2),
+            ("18-24", 2),
+            ("25-34", 3),
+            ("35-44", 2),
+            ("45-54", 2),
+            ("55-64", 2),
+            ("65+", 2),
+            ("unknown", 1),
+        ]
+    ]
+    assert _rows(silver.transform(aggregates.gender_stats(LAST_UPDATE)), "gender") == [
+        {
+            "gender": "female",
+            "count_users": 14,
+            "sum_age": sum(ages),
+            "avg_age": sum(ages) / 14,
+            "last_update": LAST_UPDATE_UTC,
+        },
+        {
+            "gender": "male",
+            "count_users": 1,
+            "sum_age": None,
+            "avg_age": None,
+            "last_update": LAST_UPDATE_UTC,
+        },
+        {
+            "gender": "unknown",
+            "count_users": 1,
+            "sum_age": 30,
+            "avg_age": 30.0,
+            "last_update": LAST_UPDATE_UTC,
+        },
+    ]
+    assert _rows(silver.transform(aggregates.country_stats(LAST_UPDATE)), "country") == [
+        {"country": "Norway", "count_users": 14, "sum_age": sum(ages), "avg_age": sum(ages) / 14,
+         "male_count": 0, "female_count": 14, "last_update": LAST_UPDATE_UTC},
+        {"country": "unknown", "count_users": 2, "sum_age": 30, "avg_age": 15.0,
+         "male_count": 1, "female_count": 0, "last_update": LAST_UPDATE_UTC},
+    ]  # fmt: skip
+
+
+def test_latest_per_user_is_deterministic(spark: SparkSession) -> None:
+    t1, t2 = dt.datetime(2026, 11, 27, 10), dt.datetime(2026, 11, 27, 11)
+    rows = [
+        ("u1", t1, "b-a", 5, 0, "old"),
+        ("u1", t2, "b-a", 6, 0, "newest"),
+        ("u2", t1, "b-a", 7, 0, "lower batch"),
+        ("u2", t1, "b-b", 3, 0, "higher batch"),
+        ("u3", t1, "b-a", 8, 0, "only"),
+    ]
+    schema = (
+        "user_id string, ingestion_time timestamp, batch_id string, offset long, user_index int, note string"
+    )
+    df = spark.createDataFrame(rows, schema)
+    assert [(r.user_id, r.note) for r in aggregates.latest_per_user(df).orderBy("user_id").collect()] == [
+        ("u1", "newest"),
+        ("u2", "higher batch"),
+        ("u3", "only"),
+    ]
+
+
+def test_random_user_rows_match_the_table(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -> None:
+    enriched, users = fixture_data
+    rows = projections.to_random_user_rows(enriched)
+    columns = cassandra_columns("random_user_table")
+    assert _schema(rows) == columns
+    assert _rows(rows, "user_id", "ingestion_time") == sorted(
+        ({c: u[c] for c, _ in columns} for u in users), key=lambda d: (d["user_id"], d["ingestion_time"])
+    )
+
+
+def test_latest_users_rows_use_the_utc_day(spark: SparkSession, fixture_data: tuple[DataFrame, Any]) -> None:
+    enriched, users = fixture_data
+    late = enriched.withColumn("ingestion_time", F.expr("ingestion_time + INTERVAL 3 HOURS"))
+    previous = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")  # still 27 Nov there
+    try:
+        got = _rows(projections.to_latest_users_rows(late), "user_id")
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", previous or "UTC")
+    assert _schema(projections.to_latest_users_rows(late)) == cassandra_columns("latest_users")
+    assert got == sorted(
+        (
+            {
+                "day": dt.date(2026, 11, 28),
+                "ingestion_time": u["ingestion_time"] + dt.timedelta(hours=3),
+                "user_id": u["user_id"],
+                "full_name": u["full_name"],
+                "gender": u["gender"],
+                "age": u["age"],
+                "country": u["country"],
+                "city": u["city"],
+                "nat": u["nat"],
+            }
+            for u in users
+        ),
+        key=lambda d: d["user_id"],
+    )
+
+
+def test_mongo_documents(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -> None:
+    enriched, users = fixture_data
+    docs = _rows(projections.to_mongo_documents(enriched), "_id")
+    fields = [
+        "ingestion_time", "batch_id", "title", "first_name", "last_name", "full_name", "gender", "age",
+        "birth_year", "country", "nat", "city", "state", "postcode", "registered_date", "email_domain",
+        "email_pseudo", "phone_pseudo", "cell_pseudo", "processed_time", "source",
+    ]  # fmt: skip
+    expected = []
+    for u in sorted(users, key=lambda d: d["user_id"]):
+        doc = {"_id": u["user_id"], **{f: u[f] for f in fields}}
+        doc["registered_date"] = dt.datetime.combine(u["registered_date"], dt.time())
+        expected.append(doc)
+    assert docs == expected
+    assert docs[0]["processed_time"] == PROCESSED_UTC
