@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import hmac
@@ -12,9 +13,11 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import transform
+from ingest import envelope as envelope_module
+from jobs import quality, transform
 from tests.unit.bronze_rows import (
     FETCHED_AT_UTC,
+    KAFKA_TIME,
     KEY,
     PROCESSED,
     PROCESSED_UTC,
@@ -313,3 +316,39 @@ def test_event_time_is_fetched_at_in_utc_whatever_the_session_zone(
 def test_processed_time_must_be_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         transform.enrich_users(KEY, 1, dt.datetime(2026, 11, 28))
+
+
+def test_the_producers_own_messages_parse(spark: SparkSession, fixtures_dir: Path) -> None:
+    """Contract with ingest/envelope.py: its split messages come back as the API's users, in order."""
+    body = json.loads((fixtures_dir / "nat-IR.json").read_text(encoding="utf-8"))
+    fetched = dt.datetime(2026, 11, 27, 23, 40, 0, 123456, tzinfo=dt.UTC)
+    batch = envelope_module.make_batch(copy.deepcopy(body), "replay", "p-contract", 42, fetched)
+    sent = envelope_module.messages(batch, max_bytes=6000)
+    assert len(sent) > 1  # the contract covers a split batch
+    bronze = bronze_df(
+        spark,
+        [(m.key, m.value, TOPIC, 0, offset, KAFKA_TIME, 0, m.headers) for offset, m in enumerate(sent)],
+    )
+    checked = quality.with_reasons(transform.users_from_bronze(bronze))
+    got = _rows(
+        checked.selectExpr(
+            "user_index",
+            "user.login.uuid AS uuid",
+            "batch_id",
+            "ingestion_time",
+            "meta.seq AS seq",
+            "reasons",
+        ),
+        ["user_index"],
+    )
+    assert got == [
+        {
+            "user_index": i,
+            "uuid": u["login"]["uuid"],
+            "batch_id": batch.meta.batch_id,
+            "ingestion_time": FETCHED_AT_UTC,
+            "seq": 42,
+            "reasons": [],
+        }
+        for i, u in enumerate(body["results"])
+    ]
