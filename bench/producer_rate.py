@@ -25,12 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("KAFKA_TOPIC", "random_user_data_bench")
 
-from common.settings import load  # noqa: E402
-from ingest.envelope import make_batch, messages  # noqa: E402
-from ingest.generator import LocalGenerator  # noqa: E402
-from ingest.runner import Runner  # noqa: E402
-from ingest.settings import from_sources  # noqa: E402
-from ops import kafka_admin  # noqa: E402
+from common.settings import load
+from ingest.envelope import make_batch, messages
+from ingest.generator import LocalGenerator
+from ingest.runner import Runner
+from ingest.settings import from_sources
+from ops import kafka_admin
 
 
 def generator_only(seconds: float, results: int) -> float:
@@ -78,11 +78,17 @@ def generate_and_publish(seconds: float, results: int, compression: str) -> tupl
         elapsed = time.perf_counter() - started
         runner.stop.set()
         thread.join()
-        return confirmed / elapsed, metrics.bytes_published._value.get(), int(metrics.batches_spooled._value.get())
+        return (
+            confirmed / elapsed,
+            metrics.bytes_published._value.get(),
+            int(metrics.batches_spooled._value.get()),
+        )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--results", type=int, default=500)
     parser.add_argument("--skip-kafka", action="store_true")
@@ -93,7 +99,7 @@ def main() -> int:
     print(f"generate+envelope+encode: {rate:>10,.0f} users/s ({per_user:,.0f} bytes/user on the wire)")
     if not args.skip_kafka:
         for compression in ("lz4", "gzip"):
-            rate, size, spooled = generate_and_publish(args.seconds, args.results, compression)
+            rate, _size, spooled = generate_and_publish(args.seconds, args.results, compression)
             print(
                 f"generate+publish ({compression:>4}):  {rate:>10,.0f} users/s confirmed by Kafka "
                 f"(spooled {spooled})"
