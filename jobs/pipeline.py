@@ -171,7 +171,7 @@ class BatchProcessor:
                 )
             batch_time = raw.agg(F.max("timestamp")).first()[0]  # type: ignore[index]
             quality_row = quality.batch_metrics(checked).select(
-                F.to_date(F.lit(batch_time)).alias("day"),
+                transform.utc_date(F.lit(batch_time).cast("timestamp")).alias("day"),
                 F.lit(batch_time).cast("timestamp").alias("batch_time"),
                 F.lit(batch_id).cast("bigint").alias("batch_id"),
                 "*",
