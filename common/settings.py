@@ -238,7 +238,9 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
     if len(key) < 16:
         raise SettingsError("PSEUDONYM_KEY must be at least 16 bytes (32 hex digits)")
     pseudonym = PseudonymSettings(key=key, key_version=_int(env, "PSEUDONYM_KEY_VERSION", 1, 10_000))
-    return Settings(env=dict(env), stack=stack, kafka=kafka, cassandra=cassandra, mongo=mongo, pseudonym=pseudonym)
+    return Settings(
+        env=dict(env), stack=stack, kafka=kafka, cassandra=cassandra, mongo=mongo, pseudonym=pseudonym
+    )
 
 
 def load(root: Path = envfile.PROJECT_ROOT) -> Settings:
