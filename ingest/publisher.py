@@ -80,6 +80,7 @@ class Publisher:
         self._not_before = 0.0
         self._failures = 0
         self._spooling_logged = False
+        self._replace_producer = False
         self.delivered: list[str] = []  # batch ids, in confirmation order (bounded below)
         metrics.spool_batches.set(spool.pending)
 
@@ -114,6 +115,14 @@ class Publisher:
         now = time.monotonic()
         if now < self._not_before:
             return
+        if self._replace_producer and self._producer is not None:
+            self._replace_producer = False
+            try:
+                self._producer.close(timeout=0)
+            except Exception as exc:
+                log.warning("closing the failed Kafka client: %s", exc)
+            self._producer = None
+            self._drain_events()
         if self._producer is None and not self._connect():
             return
         while len(self._inflight) < self.max_in_flight and time.monotonic() >= self._not_before:
@@ -204,6 +213,9 @@ class Publisher:
                     if smaller < self.part_bytes:
                         log.warning("Kafka refused a part as too large; parts now <= %d bytes", smaller)
                         self.part_bytes = smaller
+                    # kafka-python's idempotent producer treats this refusal as fatal:
+                    # it must be replaced (a new producer id) before anything else is sent.
+                    self._replace_producer = True
             if entry.outstanding == 0:
                 del self._inflight[batch_id]
                 self._finish(entry)

@@ -108,7 +108,7 @@ def test_sigterm_flushes_what_was_pending(stack: Settings, tmp_path: Path) -> No
         if sum("batch seq=" in entry for entry in lines) >= 10:
             break
     proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=WAIT_S)
+    _, rest = proc.communicate(timeout=WAIT_S)
     log = "".join(lines) + rest
     assert proc.returncode == 0, log
     assert "SIGTERM received" in log
