@@ -33,6 +33,8 @@ from kafka.admin import (
     ResourcePattern,
     ResourcePatternFilter,
     ResourceType,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -282,10 +284,32 @@ def ensure_acls(admin: KafkaAdminClient, k: KafkaSettings) -> list[str]:
     return changes
 
 
+def ensure_users(admin: KafkaAdminClient, k: KafkaSettings) -> list[str]:
+    """Create the producer and job SCRAM users when the cluster lacks them (an external cluster,
+    or an account added after the local storage was formatted). Existing passwords are never
+    overwritten: the broker cannot tell whether they match, and rotation is a deliberate act."""
+    if not k.sasl_mechanism.startswith("SCRAM-"):
+        return []
+    mechanism = ScramMechanism[k.sasl_mechanism.replace("-", "_")]
+    described = admin.describe_user_scram_credentials([k.producer.user, k.job.user])
+    changes: list[str] = []
+    for account in (k.producer, k.job):
+        infos = (described.get(account.user) or {}).get("credential_infos") or []
+        if any(info["mechanism"] == mechanism for info in infos):
+            continue
+        errors = admin.alter_user_scram_credentials(
+            [UserScramCredentialUpsertion(account.user, mechanism, account.password)]
+        )
+        if errors.get(account.user):
+            raise RuntimeError(f"cannot create SCRAM user {account.user}: {errors[account.user]}")
+        changes.append(f"created {k.sasl_mechanism} user {account.user}")
+    return changes
+
+
 def setup(k: KafkaSettings) -> list[str]:
-    """Converge the topic and the ACLs; returns the changes made (empty when all was in place)."""
+    """Converge users, topic and ACLs; returns the changes made (empty when all was in place)."""
     with admin_client(k) as admin:
-        return ensure_topic(admin, k) + ensure_acls(admin, k)
+        return ensure_users(admin, k) + ensure_topic(admin, k) + ensure_acls(admin, k)
 
 
 def _fmt(g: Grant) -> str:
