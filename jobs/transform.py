@@ -127,8 +127,21 @@ def explode_users(messages: DataFrame) -> DataFrame:
     null position, user_index and user, and carry the raw Kafka value for the restricted
     quarantine; user rows do not repeat it.
     """
+    # Whatever depends on the whole message (its size, its raw bytes when it has no user)
+    # is computed before the explode: carried into every exploded row, the results array
+    # and the raw value would make memory grow with the square of a message's size.
+    has_users = F.coalesce(F.size("results"), F.lit(0)) > 0
     exploded = messages.select(
-        "*",
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "kafka_key",
+        F.when(~has_users, F.col("value")).alias("message_value"),
+        "unparseable",
+        "meta",
+        "info",
+        F.when(F.col("results").isNotNull(), F.size("results")).alias("results_count"),
         F.posexplode_outer("results").alias("position", "user_json"),
     )
     user = F.from_json(F.col("user_json"), RAW_USER_SCHEMA)
@@ -138,11 +151,11 @@ def explode_users(messages: DataFrame) -> DataFrame:
         "offset",
         "kafka_timestamp",
         "kafka_key",
-        F.when(F.col("position").isNull(), F.col("value")).alias("raw_value"),
+        F.when(F.col("position").isNull(), F.col("message_value")).alias("raw_value"),
         "unparseable",
         "meta",
         "info",
-        F.when(F.col("results").isNotNull(), F.size("results")).alias("results_count"),
+        "results_count",
         F.col("meta.batch_id").alias("batch_id"),
         iso_instant(F.col("meta.fetched_at")).alias("ingestion_time"),
         "position",
