@@ -63,7 +63,7 @@ maven_fetch() {
   fi
   say "$name" "downloading jars from Maven Central into $MAVEN_REPO (first run only)"
   rm -rf "$lib"; mkdir -p "$lib"
-  mvn -B -ntp -Dmaven.repo.local="$MAVEN_REPO" -f "$pom" \
+  mvn -B -Dmaven.repo.local="$MAVEN_REPO" -f "$pom" \
       dependency:copy-dependencies -DoutputDirectory="$lib" -DincludeScope=runtime \
       2>&1 | grep -E "Downloaded|BUILD|ERROR" | sed -u "s/^/  [$name] /" | awk '{ if (/Downloaded/) { n++; if (n % 10 == 0) print "  ['"$name"'] " n " artifacts downloaded" } else print }'
   [ "$(find "$lib" -name '*.jar' | wc -l)" -gt 0 ] || fail "$name" "Maven download failed (see above)"
