@@ -70,12 +70,15 @@ class BatchProcessor:
         *,
         retry_base_delay: float = 1.0,
         on_report: Callable[[BatchReport], None] | None = None,
+        write_bronze: bool = True,
     ) -> None:
+        # write_bronze=False: the replay (jobs/replay_bronze.py) reads bronze, never appends to it.
         self.spark = spark
         self.job = job
         self.app_id = app_id
         self.retry_base_delay = retry_base_delay
         self.on_report = on_report
+        self.write_bronze = write_bronze
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         self.process(raw, batch_id)
@@ -97,9 +100,10 @@ class BatchProcessor:
             if report.records_in == 0:
                 return report
             app, job = self.app_id, self.job
-            self._timed(
-                report, "bronze", lambda: sinks.append_idempotent(raw, job.table("bronze"), app, batch_id)
-            )
+            if self.write_bronze:
+                self._timed(
+                    report, "bronze", lambda: sinks.append_idempotent(raw, job.table("bronze"), app, batch_id)
+                )
 
             checked = quality.with_reasons(transform.users_from_bronze(raw)).persist()
             cached.append(checked)
