@@ -4,7 +4,9 @@ A fresh node only knows the default superuser `cassandra`/`cassandra`, a passwor
 guess. `setup` replaces it with CASSANDRA_ADMIN_USER, disables the default role (no login, no
 superuser, a random password), applies ddl/cassandra/*.cql and gives the two application
 roles exactly the permissions they need: spark_writer MODIFY+SELECT, dashboard_reader SELECT,
-both on the keyspace only. Every step is idempotent, so `scripts/stack.sh up` runs it each time.
+both on the keyspace only; eraser (CASSANDRA_ERASER_USER, the right to erasure) MODIFY on the
+two user tables and SELECT on random_user_table only. Every step is idempotent, so
+`scripts/stack.sh up` runs it each time.
 With CASSANDRA_HOSTS set (an external cluster) the same steps run as the admin account.
 
     python -m ops.cassandra_setup ready|check|setup|grants
@@ -19,7 +21,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
 
+from common import envfile
 from common.settings import Account, CassandraSettings, load
 
 log = logging.getLogger(__name__)
@@ -282,13 +285,37 @@ def grants(settings: CassandraSettings) -> list[Grant]:
         return sorted(Grant(r.role, r.resource, r.permission) for r in rows)
 
 
-def desired_grants(settings: CassandraSettings) -> dict[str, set[Grant]]:
+# The eraser (python -m jobs.erase) deletes a person's rows from the user tables only: it
+# reads a partition's clustering keys in random_user_table to find the latest_users rows.
+# Cassandra has no DELETE permission: MODIFY (INSERT, UPDATE, DELETE, TRUNCATE) is the least.
+ERASER_TABLES: dict[str, tuple[str, ...]] = {
+    "random_user_table": ("MODIFY", "SELECT"),
+    "latest_users": ("MODIFY",),
+}
+
+
+def eraser_account(env: Mapping[str, str]) -> Account | None:
+    """CASSANDRA_ERASER_USER/PASSWORD, when configured (older .env files lack them)."""
+    user, password = env.get("CASSANDRA_ERASER_USER", ""), env.get("CASSANDRA_ERASER_PASSWORD", "")
+    if not user or not password or password == envfile.GENERATED:
+        return None
+    return Account(user, password)
+
+
+def desired_grants(settings: CassandraSettings, eraser: Account | None = None) -> dict[str, set[Grant]]:
     keyspace = f"<keyspace {settings.keyspace}>"
     writer, reader = settings.writer.user, settings.reader.user
-    return {
+    wanted = {
         writer: {Grant(writer, keyspace, "MODIFY"), Grant(writer, keyspace, "SELECT")},
         reader: {Grant(reader, keyspace, "SELECT")},
     }
+    if eraser is not None:
+        wanted[eraser.user] = {
+            Grant(eraser.user, f"<table {settings.keyspace}.{table}>", permission)
+            for table, permissions in ERASER_TABLES.items()
+            for permission in permissions
+        }
+    return wanted
 
 
 # No application role may hold anything on these: always in scope, always revoked.
@@ -331,12 +358,13 @@ def _apply_grants(sess: Session, role: str, wanted: set[Grant], keyspace: str) -
     return f"{role} ({', '.join(sorted(g.permission for g in final))})"
 
 
-def setup(settings: CassandraSettings) -> str:
+def setup(settings: CassandraSettings, eraser: Account | None = None) -> str:
     """Idempotent: admin, default role off, schema, application roles with exact grants."""
     admin = settings.admin
     _identifier(admin.user, "CASSANDRA_ADMIN_USER")
     keyspace = _identifier(settings.keyspace, "CASSANDRA_KEYSPACE")
-    if DEFAULT_ROLE.user in {admin.user, settings.writer.user, settings.reader.user}:
+    accounts = [settings.writer, settings.reader] + ([eraser] if eraser is not None else [])
+    if DEFAULT_ROLE.user in {admin.user, *(a.user for a in accounts)}:
         raise SetupError("the accounts must not be named `cassandra` (that default role gets disabled)")
     steps: list[str] = []
     try:
@@ -355,9 +383,9 @@ def setup(settings: CassandraSettings) -> str:
             sess.execute(statement)
         steps.append(f"schema {keyspace} ({len(statements)} statements)")
         roles = []
-        for account in (settings.writer, settings.reader):
+        for account in accounts:
             steps.append(_ensure_login_role(sess, account))
-        for role, wanted in desired_grants(settings).items():
+        for role, wanted in desired_grants(settings, eraser).items():
             roles.append(_apply_grants(sess, role, wanted, keyspace))
         steps.append("grants " + ", ".join(roles))
     return "setup ok: " + "; ".join(steps)
@@ -376,14 +404,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # The driver logs every refused or retried connection; the one-line result says it all.
         logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    settings = load().cassandra
+    loaded = load()
+    settings = loaded.cassandra
     try:
         if args.command == "ready":
             print(ready(settings))
         elif args.command == "check":
             print(check(settings))
         elif args.command == "setup":
-            print(setup(settings))
+            print(setup(settings, eraser_account(loaded.env)))
         else:
             print(json.dumps([asdict(g) for g in grants(settings)], indent=2))
     except NoHostAvailable as exc:
