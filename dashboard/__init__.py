@@ -1,0 +1,1 @@
+"""Streamlit dashboard: a read-only view of the Cassandra projections (see docs/DASHBOARD.md)."""
