@@ -189,8 +189,19 @@ def merge_upsert(
         )
 
 
-def read_delta(spark: SparkSession, path: str) -> DataFrame:
-    return spark.read.format("delta").load(path)
+def read_delta(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:
+    """The table now, or as of a version (the replay pins one, so a resumed replay sees the same rows)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", str(version))
+    return reader.load(path)
+
+
+def delta_version(spark: SparkSession, path: str) -> int:
+    """The latest committed version of a Delta table."""
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    assert row is not None
+    return int(row[0])
 
 
 # --- MongoDB ------------------------------------------------------------------------------
