@@ -163,8 +163,8 @@ def compute(topic: str, checkpoint: Path, state: Committed | None, ends: dict[in
 
 def lag(k: KafkaSettings, checkpoint: Path, topic: str | None = None) -> LagReport:
     name = topic or k.topic
-    state = committed(checkpoint, name)
-    return compute(name, checkpoint, state, end_offsets(k, name))
+    ends = end_offsets(k, name)  # first: a broker that is down matters more than the checkpoint
+    return compute(name, checkpoint, committed(checkpoint, name), ends)
 
 
 def default_checkpoint(settings: Settings) -> Path:
