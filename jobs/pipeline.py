@@ -8,10 +8,9 @@ very same transformation and quality code. Exactly-once, step by step (docs/ARCH
    first_batch_id); also guarded by (app_id, batch_id);
 3. the users this batch added are read back from silver by that stamp, so a rerun after a
    crash finds exactly the same set, whether or not step 2 ran the first time;
-4. gold is recomputed from silver for the keys those users touched (absolute values) and
-   upserted under (app_id, batch_id);
+4. gold is recomputed from silver (absolute values) and replaced under (app_id, batch_id);
 5. the projections upsert by deterministic keys: Mongo `_id` = user id (or topic-partition-
-   offset-position for anomalies), Cassandra primary keys; aggregates are the gold rows.
+   offset-position for anomalies), Cassandra primary keys; aggregates are the gold rows, read back from gold.
 Only when all of this returned does Spark commit the batch in the checkpoint.
 """
 
@@ -140,7 +139,7 @@ class BatchProcessor:
             batch_users = silver_rows.count()
 
             if report.new_users:
-                self._timed(report, "gold", lambda: self.update_gold(new_users, batch_id, started))
+                self._timed(report, "gold", lambda: self.update_gold(batch_id, started))
                 self._timed(
                     report,
                     "mongo_users",
@@ -162,7 +161,7 @@ class BatchProcessor:
                         projections.to_latest_users_rows(new_users), job, "latest_users"
                     ),
                 )
-                self._timed(report, "cassandra_stats", lambda: self.project_gold(new_users))
+                self._timed(report, "cassandra_stats", self.project_gold)
             if report.quarantined:
                 self._timed(
                     report,
@@ -200,21 +199,28 @@ class BatchProcessor:
         silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
         return silver.where((F.col("first_app_id") == self.app_id) & (F.col("first_batch_id") == batch_id))
 
-    def _touched(self, new_users: DataFrame, column: str, key: Callable[[DataFrame], DataFrame]) -> list[str]:
-        return [row[0] for row in key(new_users).select(column).distinct().collect()]
+    def update_gold(self, batch_id: int, started: dt.datetime) -> None:
+        """Recompute every gold table from silver (absolute values) and replace it, exactly once.
 
-    def update_gold(self, new_users: DataFrame, batch_id: int, started: dt.datetime) -> None:
-        """Recompute, from silver, the gold rows of every key this batch touched; upsert them."""
+        The aggregates are small (a row per country, gender, age band), so a full
+        recomputation from the source of truth is cheaper than finding what changed, and it
+        heals any drift by construction. The overwrite is guarded by (app_id, batch_id).
+        """
         silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
-        for lake_name, _table, column, factory in GOLD:
-            touched = self._touched(new_users, column, factory(started))
-            rows = silver.transform(factory(started)).where(F.col(column).isin(touched))
-            sinks.merge_upsert(self.spark, rows, self.job.table(lake_name), [column], self.app_id, batch_id)
+        silver = silver.select("country", "gender", "age").persist()
+        try:
+            for lake_name, _table, _column, factory in GOLD:
+                sinks.overwrite_idempotent(
+                    silver.transform(factory(started)), self.job.table(lake_name), self.app_id, batch_id
+                )
+        finally:
+            silver.unpersist()
 
-    def project_gold(self, new_users: DataFrame) -> None:
-        """Write the touched gold rows to Cassandra as absolute values (never read-add-write)."""
-        now = dt.datetime.now(dt.UTC)
-        for lake_name, table, column, factory in GOLD:
-            touched = self._touched(new_users, column, factory(now))
-            rows = sinks.read_delta(self.spark, self.job.table(lake_name)).where(F.col(column).isin(touched))
-            sinks.write_cassandra(rows, self.job, table)
+    def project_gold(self) -> None:
+        """Write the gold rows to Cassandra as absolute values read from gold (never read-add-write).
+
+        All rows, not only those the batch changed: a few dozen upserts of identical values
+        are harmless and cheaper than working out which ones changed.
+        """
+        for lake_name, table, _column, _factory in GOLD:
+            sinks.write_cassandra(sinks.read_delta(self.spark, self.job.table(lake_name)), self.job, table)

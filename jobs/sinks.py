@@ -142,6 +142,17 @@ def append_idempotent(df: DataFrame, path: str, app_id: str, version: int) -> No
     )
 
 
+def overwrite_idempotent(df: DataFrame, path: str, app_id: str, version: int) -> None:
+    """Replace the table's content; skipped when (app_id, version) was already committed."""
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("txnAppId", app_id)
+        .option("txnVersion", str(version))
+        .save(path)
+    )
+
+
 @contextmanager
 def delta_txn(spark: SparkSession, app_id: str, version: int) -> Iterator[None]:
     """Guard the DML inside (MERGE) with Delta's idempotent-write settings."""
