@@ -1,0 +1,350 @@
+"""Erase one person from every store: the right to erasure, as one command.
+
+    scripts/spark-submit.sh jobs/erase.py --user-id UUID
+    scripts/spark-submit.sh jobs/erase.py --email ADDRESS
+
+Order matters (docs/GOVERNANCE.md, section 6): the ledger first (from then on every replay
+skips the person), then Cassandra, MongoDB, the Delta tables with their history purged,
+the gold aggregates recomputed and projected, and the ledger entry marked done. Every
+step is idempotent, so a failed run is simply run again. The email itself is never
+stored or logged: it is matched through the same keyed HMAC as silver's email_pseudo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import re
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
+
+from common.settings import Settings, SettingsError
+from jobs import erasure, sinks
+from jobs import settings as job_settings
+from jobs.pipeline import GOLD
+from jobs.pseudonymise import email_pseudonym, normalise_email
+from jobs.settings import JobSettings
+from ops import cassandra_setup, mongo_setup
+
+log = logging.getLogger("jobs.erase")
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Tables whose history is purged: they hold the person; gold holds only counts.
+PURGED_TABLES = ("bronze", "quarantine", "silver_users")
+_REWRITE_SCHEMA = StructType(
+    [
+        StructField("topic", StringType()),
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("action", StringType()),
+        StructField("new_value", BinaryType()),
+    ]
+)
+
+
+@dataclass
+class Subject:
+    """Who is erased: user ids, and what else identifies their records (pseudonyms, email)."""
+
+    user_ids: frozenset[str]
+    email: str | None = None  # normalised, only when erased by email
+    email_pseudos: frozenset[str] = frozenset()
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+def _table_exists(spark: SparkSession, path: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def _silver(spark: SparkSession, job: JobSettings) -> DataFrame | None:
+    path = job.table("silver_users")
+    return sinks.read_delta(spark, path) if _table_exists(spark, path) else None
+
+
+def resolve(
+    spark: SparkSession, job: JobSettings, user_id: str | None, email: str | None
+) -> tuple[Subject, list[Row]]:
+    """The person's user ids and their silver rows (read before anything is removed)."""
+    s = job.common.pseudonym
+    silver = _silver(spark, job)
+    if email is not None:
+        normalised = normalise_email(email)
+        pseudo = email_pseudonym(email, s.key, s.key_version)
+        if normalised is None or pseudo is None:
+            raise SettingsError("--email is empty")
+        rows = [] if silver is None else silver.where(F.col("email_pseudo") == pseudo).collect()
+        ids = frozenset(r.user_id for r in rows)
+        pseudos = frozenset({pseudo})
+    else:
+        assert user_id is not None
+        rows = [] if silver is None else silver.where(F.col("user_id") == user_id).collect()
+        ids, normalised = frozenset({user_id}), None
+        pseudos = frozenset()
+    pseudos |= frozenset(r.email_pseudo for r in rows if r.email_pseudo)
+    return Subject(ids, normalised, pseudos), rows
+
+
+def _ledger_rows(
+    spark: SparkSession,
+    request_id: str,
+    keys: Iterable[str],
+    version: int,
+    requested_at: dt.datetime,
+    status: str,
+) -> DataFrame:
+    now = dt.datetime.now(dt.UTC)
+    return spark.createDataFrame(
+        [(request_id, k, str(version), requested_at, status, now) for k in sorted(keys)],
+        erasure.LEDGER_SCHEMA,
+    )
+
+
+def subject_keys(subject: Subject, settings: Settings) -> set[str]:
+    key = settings.pseudonym.key
+    keys = {erasure.subject_key(uid, key) for uid in subject.user_ids}
+    if subject.email is not None:
+        # Recorded even when no user id matched, so the request is on file; holds no address.
+        keys.add(erasure.subject_key(f"email:{subject.email}", key))
+    return keys
+
+
+def erase_cassandra(settings: Settings, subject: Subject, silver_rows: list[Row]) -> int:
+    """random_user_table by partition key; latest_users by (day, ingestion_time, user_id)."""
+    c = settings.cassandra
+    eraser = cassandra_setup.eraser_account(settings.env)
+    if eraser is None:
+        raise SettingsError("CASSANDRA_ERASER_USER/PASSWORD are not set (see .env.example)")
+    removed = 0
+    with cassandra_setup.session(c, eraser, c.keyspace) as sess:
+        for uid in sorted(subject.user_ids):
+            # PySpark returns local naive datetimes, the Cassandra driver naive UTC ones.
+            times = {
+                r.ingestion_time.astimezone(dt.UTC)
+                for r in silver_rows
+                if r.user_id == uid and r.ingestion_time is not None
+            }
+            times |= {
+                r.ingestion_time.replace(tzinfo=dt.UTC)
+                for r in sess.execute(
+                    "SELECT ingestion_time FROM random_user_table WHERE user_id = %s", (uid,)
+                )
+            }
+            for ts in sorted(times):
+                sess.execute(
+                    "DELETE FROM latest_users WHERE day = %s AND ingestion_time = %s AND user_id = %s",
+                    (ts.date(), ts, uid),
+                )
+            sess.execute("DELETE FROM random_user_table WHERE user_id = %s", (uid,))
+            removed += len(times)
+    return removed
+
+
+def erase_mongo(settings: Settings, subject: Subject) -> tuple[int, int]:
+    """randomUserCollection by _id; anomalies by user_id or, without one, the email pseudonym."""
+    with mongo_setup.connect(settings, settings.mongo.writer) as client:
+        db = client[settings.mongo.database]
+        users = db["randomUserCollection"].delete_many({"_id": {"$in": sorted(subject.user_ids)}})
+        clauses: list[dict[str, object]] = [{"user_id": {"$in": sorted(subject.user_ids)}}]
+        if subject.email_pseudos:
+            clauses.append({"record.email_pseudo": {"$in": sorted(subject.email_pseudos)}})
+        anomalies = db["anomalies"].delete_many({"$or": clauses})
+    return users.deleted_count, anomalies.deleted_count
+
+
+def _mentions(column: str, subject: Subject) -> Column:
+    text = F.col(column).cast("string")
+    cond = F.lit(False)
+    for uid in sorted(subject.user_ids):
+        cond = cond | text.contains(uid)
+    if subject.email:
+        cond = cond | F.lower(text).contains(subject.email)
+    return cond
+
+
+def erase_bronze(spark: SparkSession, job: JobSettings, subject: Subject) -> tuple[int, int]:
+    """Rewrite each bronze record that mentions the person without them, or delete it."""
+    path = job.table("bronze")
+    if not _table_exists(spark, path):
+        return 0, 0
+    bronze = sinks.read_delta(spark, path)
+    hits = bronze.where(_mentions("value", subject)).select("topic", "partition", "offset", "value").collect()
+    plan = []
+    for row in hits:
+        outcome = erasure.rewrite_record(bytes(row.value), subject.user_ids, subject.email)
+        if outcome.action != "keep":
+            plan.append((row.topic, row.partition, row.offset, outcome.action, outcome.value))
+    if not plan:
+        return 0, 0
+    changes = spark.createDataFrame(plan, _REWRITE_SCHEMA)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(changes.alias("s"), "t.topic = s.topic AND t.partition = s.partition AND t.offset = s.offset")
+        .whenMatchedDelete(condition="s.action = 'delete'")
+        .whenMatchedUpdate(condition="s.action = 'rewrite'", set={"value": "s.new_value"})
+        .execute()
+    )
+    rewritten = sum(1 for p in plan if p[3] == "rewrite")
+    return rewritten, len(plan) - rewritten
+
+
+def erase_delta_rows(spark: SparkSession, job: JobSettings, subject: Subject) -> dict[str, int]:
+    """silver_users by user_id; quarantine by user id or email inside the raw JSON."""
+    counts: dict[str, int] = {}
+    silver_path, quarantine_path = job.table("silver_users"), job.table("quarantine")
+    if _table_exists(spark, silver_path):
+        cond = F.col("user_id").isin(sorted(subject.user_ids))
+        if subject.email_pseudos:
+            cond = cond | F.col("email_pseudo").isin(sorted(subject.email_pseudos))
+        counts["silver_users"] = sinks.read_delta(spark, silver_path).where(cond).count()
+        DeltaTable.forPath(spark, silver_path).delete(cond)
+    if _table_exists(spark, quarantine_path):
+        cond = _mentions("raw_json", subject) | _mentions("raw_value", subject)
+        counts["quarantine"] = sinks.read_delta(spark, quarantine_path).where(cond).count()
+        DeltaTable.forPath(spark, quarantine_path).delete(cond)
+    return counts
+
+
+def purge_history(spark: SparkSession, job: JobSettings) -> None:
+    """Physically remove the files of older versions (time travel to them then fails).
+
+    The zero-hour retention check is off for this session only; the stream, in its own
+    session, only appends and never reads old versions (docs/GOVERNANCE.md, section 6).
+    """
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        for name in PURGED_TABLES:
+            path = job.table(name)
+            if not _table_exists(spark, path):
+                continue
+            props = DeltaTable.forPath(spark, path).detail().first()
+            if props is not None and (props.properties or {}).get("delta.enableDeletionVectors") == "true":
+                # Deletion vectors only mark rows deleted: rewrite the files without them.
+                spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+            DeltaTable.forPath(spark, path).vacuum(0)
+    finally:
+        spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
+
+
+def recompute_gold(
+    spark: SparkSession, job: JobSettings, silver_rows: list[Row], request_id: str
+) -> dict[str, int]:
+    """Gold rows of the person's groups, recomputed from silver (now without them), projected to
+    Cassandra as absolute values; a group left empty is deleted from gold and Cassandra.
+
+    Reuses the job's own gold factories (jobs.pipeline.GOLD) and writers (jobs.sinks)."""
+    silver_path = job.table("silver_users")
+    if not _table_exists(spark, silver_path):
+        return {}
+    now = dt.datetime.now(dt.UTC)
+    silver = sinks.read_delta(spark, silver_path)
+    person = spark.createDataFrame(silver_rows, silver.schema) if silver_rows else None
+    app_id = f"erase-{request_id}"
+    emptied: dict[str, list[str]] = {}
+    updated: dict[str, int] = {}
+    for version, (lake_name, table, column, factory) in enumerate(GOLD):
+        path = job.table(lake_name)
+        if person is not None:
+            groups = [r[0] for r in person.transform(factory(now)).select(column).distinct().collect()]
+        elif _table_exists(spark, path):
+            # A rerun after silver was already cleaned: the person's groups are unknown,
+            # so every group is recomputed (absolute values: the same result, only slower).
+            groups = [r[0] for r in sinks.read_delta(spark, path).select(column).collect()]
+        else:
+            continue
+        rows = silver.transform(factory(now)).where(F.col(column).isin(groups)).persist()
+        try:
+            present = {r[0] for r in rows.select(column).collect()}
+            sinks.merge_upsert(spark, rows, path, [column], app_id, version)
+            gone = sorted(set(groups) - present)
+            if gone:
+                DeltaTable.forPath(spark, path).delete(F.col(column).isin(gone))
+                emptied[table] = gone
+            sinks.write_cassandra(rows, job, table)
+            updated[table] = len(present)
+        finally:
+            rows.unpersist()
+    if emptied:
+        c = job.common.cassandra
+        with cassandra_setup.session(c, c.writer, c.keyspace) as sess:
+            for table, groups in emptied.items():
+                column = next(col for _, t, col, _ in GOLD if t == table)
+                for group in groups:
+                    # table and column are constants of jobs.pipeline.GOLD, never input.
+                    sess.execute(f"DELETE FROM {table} WHERE {column} = %s", (group,))  # noqa: S608
+    return updated
+
+
+def run(spark: SparkSession, job: JobSettings, user_id: str | None, email: str | None) -> str:
+    """The whole procedure; returns the request id."""
+    settings = job.common
+    request_id = str(uuid.uuid4())
+    requested_at = dt.datetime.now(dt.UTC)
+    subject, silver_rows = resolve(spark, job, user_id, email)
+    keys = subject_keys(subject, settings)
+    ledger = job.table(erasure.LEDGER_TABLE)
+    version = settings.pseudonym.key_version
+    sinks.append_idempotent(
+        _ledger_rows(spark, request_id, keys, version, requested_at, erasure.REQUESTED), ledger, request_id, 0
+    )
+    log.info("request %s: %d user id(s) found, ledger entry written", request_id, len(subject.user_ids))
+
+    report: dict[str, object] = {}
+    report["cassandra_rows"] = erase_cassandra(settings, subject, silver_rows)
+    report["mongo_users"], report["mongo_anomalies"] = erase_mongo(settings, subject)
+    report["bronze_rewritten"], report["bronze_deleted"] = erase_bronze(spark, job, subject)
+    report.update(erase_delta_rows(spark, job, subject))
+    purge_history(spark, job)
+    report["gold_groups"] = recompute_gold(spark, job, silver_rows, request_id)
+    sinks.append_idempotent(
+        _ledger_rows(spark, request_id, keys, version, requested_at, erasure.DONE), ledger, request_id, 1
+    )
+    log.info("request %s done: %s", request_id, " ".join(f"{k}={v}" for k, v in report.items()))
+    return request_id
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="jobs/erase.py", description=__doc__.splitlines()[0])
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user-id", help="the person's login.uuid")
+    who.add_argument("--email", help="the person's email (matched through the keyed HMAC)")
+    args = parser.parse_args(argv)
+    if args.user_id is not None and not _UUID.match(args.user_id):
+        parser.error("--user-id must be a UUID")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        job = job_settings.load()
+    except SettingsError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    spark = sinks.spark_session(job, "erase")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        request_id = run(spark, job, args.user_id, args.email)
+        print(f"erasure {request_id} done")
+    except SettingsError as exc:
+        log.error("erasure failed: %s", exc)
+        return 2
+    except Exception as exc:
+        log.error("erasure failed (run it again: every step is idempotent): %s", sinks.one_line(exc))
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
