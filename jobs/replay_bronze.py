@@ -33,7 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.settings import SettingsError
-from jobs import preflight, sinks, transform
+from jobs import erasure, preflight, sinks, transform
 from jobs import settings as job_settings
 from jobs.pipeline import GOLD, BatchProcessor, BatchReport
 from jobs.settings import JobSettings
@@ -47,6 +47,29 @@ KEY_COLUMNS = ("ts", "topic", "partition", "offset")
 
 Offsets = dict[str, dict[int, int]]
 Key = tuple[int, str, int, int]
+# Tables of the live lake the replay reads and never writes.
+SHARED_TABLES = ("bronze", erasure.LEDGER_TABLE)
+
+
+@dataclass(frozen=True)
+class ReplayJobSettings(JobSettings):
+    """The live settings with the replay's own lake, except for the tables it only reads.
+
+    Silver, gold and quarantine are the replay lake's; bronze and the erasure ledger stay
+    the live lake's, so whatever reads `job.table(LEDGER_TABLE)` (the erasure filter) sees
+    every erasure, also those requested after the replay started.
+    """
+
+    live_lake_dir: Path = Path()
+
+    def table(self, name: str) -> str:
+        return str((self.live_lake_dir if name in SHARED_TABLES else self.lake_dir) / name)
+
+    @classmethod
+    def of(cls, live: JobSettings, replay_lake: Path) -> ReplayJobSettings:
+        values = {f.name: getattr(live, f.name) for f in dataclasses.fields(JobSettings)}
+        values["lake_dir"] = replay_lake
+        return cls(**values, live_lake_dir=live.lake_dir)
 
 
 class ReplayError(RuntimeError):
@@ -279,7 +302,7 @@ def run(
         raise ReplayError("the replay lake must not be the live lake (see docs/REPLAY.md)")
     state_path = replay_lake / STATE_FILE
     state = plan(spark, live, state_path, rng, batch_records)
-    target = dataclasses.replace(live, lake_dir=replay_lake)
+    target = ReplayJobSettings.of(live, replay_lake)
     processor = BatchProcessor(spark, target, state.app_id, write_bronze=False)
     bronze = sinks.read_delta(spark, state.bronze_path, state.bronze_version).where(rng.condition())
     started, first = time.monotonic(), state.done

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs import replay_bronze as rb
+from jobs.erasure import LEDGER_TABLE
+from jobs.settings import JobSettings
 from tests.unit.bronze_rows import TOPIC, bronze_df, encode, envelope
 
 T0 = dt.datetime(2026, 11, 27, 23, 0, 0)
@@ -107,3 +109,25 @@ def test_a_stored_plan_is_resumed_only_for_the_same_request(tmp_path: Path) -> N
     assert loaded.same_request("/lake/bronze", rng, 2)
     assert not loaded.same_request("/lake/bronze", rng, 3)
     assert not loaded.same_request("/lake/bronze", rb.ReplayRange(), 2)
+
+
+def test_the_replay_writes_its_own_lake_but_reads_bronze_and_the_erasure_ledger_of_the_live_one() -> None:
+    live = JobSettings(
+        common=cast(Any, None),
+        lake_dir=Path("/data/lake"),
+        checkpoint_dir=Path("/data/checkpoints"),
+        starting_offsets="latest",
+        fail_on_data_loss=True,
+        max_offsets_per_trigger=2000,
+        trigger_interval="5 seconds",
+        ui_port=4040,
+        cassandra_write_consistency="LOCAL_QUORUM",
+    )
+    replay = rb.ReplayJobSettings.of(live, Path("/data/lake_replay"))
+    assert {name: replay.table(name) for name in ("bronze", LEDGER_TABLE, "silver_users", "quarantine")} == {
+        "bronze": "/data/lake/bronze",
+        LEDGER_TABLE: "/data/lake/erasure_ledger",
+        "silver_users": "/data/lake_replay/silver_users",
+        "quarantine": "/data/lake_replay/quarantine",
+    }
+    assert replay.checkpoint_dir == live.checkpoint_dir and replay.lake_dir == Path("/data/lake_replay")
