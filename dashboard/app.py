@@ -48,7 +48,11 @@ def _authenticator() -> Authenticator:
     return Authenticator(_settings().users)
 
 
-@st.cache_resource(show_spinner=False)
+def _close(session: Session) -> None:
+    session.cluster.shutdown()
+
+
+@st.cache_resource(show_spinner=False, on_release=_close)
 def _session(key: str) -> Session:
     """One session per process; a failed connect raises, so nothing is cached and the next
     refresh tries again. `key` names the target (a new keyspace gets a new session)."""
@@ -65,7 +69,8 @@ def _snapshot(key: str, latest_n: int | None) -> queries.Snapshot:
 
 def _login(auth: Authenticator) -> None:
     st.title("Random User Analytics")
-    with st.form("login"):
+    # Cleared on submit: a typed password never stays in the page's state.
+    with st.form("login", clear_on_submit=True):
         user = st.text_input("User", key="login_user")
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in")
