@@ -76,7 +76,7 @@ def quarantine_share(quality: pd.DataFrame) -> alt.Chart:
         alt.Chart(quality, title="Quarantined share per batch")
         .mark_line(point=True, color="#e15759")
         .encode(
-            x=alt.X("batch time:T", title="Batch time (UTC)"),
+            x=alt.X("batch time:T", title="Batch time (UTC)", axis=alt.Axis(format="%H:%M:%S")),
             y=alt.Y("quarantined %:Q", title="Quarantined (%)"),
             tooltip=[
                 alt.Tooltip("batch time:T", title="Batch time", format="%Y-%m-%d %H:%M:%S"),
@@ -108,7 +108,7 @@ def throughput(pipeline: pd.DataFrame) -> alt.Chart:
         alt.Chart(pipeline, title="Processed rows per second")
         .mark_line(point=True)
         .encode(
-            x=alt.X("batch time:T", title="Batch time (UTC)"),
+            x=alt.X("batch time:T", title="Batch time (UTC)", axis=alt.Axis(format="%H:%M:%S")),
             y=alt.Y("processed rows/s:Q", title="Rows/s"),
             color=alt.Color("query:N", title="Query"),
             tooltip=[
