@@ -34,7 +34,7 @@ from ops import cassandra_setup, kafka_admin, lag, mongo_setup
 
 log = logging.getLogger(__name__)
 
-HTTP_TIMEOUT_S = 3.0
+HTTP_TIMEOUT_S = 5.0
 NODETOOL_TIMEOUT_S = 60.0
 FAILING = frozenset({"down", "stale"})
 STATES = ("ok", "warn", "off", "down", "stale")
@@ -354,6 +354,9 @@ def spark_checks(s: Settings) -> list[Check]:
     base = f"http://{s.stack.bind_host}:{job.ui_port}"
     try:
         apps = requests.get(f"{base}/api/v1/applications", timeout=HTTP_TIMEOUT_S).json()
+    except requests.Timeout:
+        detail = f"the Spark UI at {base} did not answer in {HTTP_TIMEOUT_S:.0f}s"
+        return [Check("spark", "job", "warn", detail)]
     except (requests.RequestException, ValueError) as exc:
         return [Check("spark", "job", "off", f"not running (no Spark UI at {base}: {type(exc).__name__})")]
     ours = [a for a in apps if a.get("name") == lag.QUERY_NAME]
