@@ -163,7 +163,11 @@ def _health(snap: queries.Snapshot, now: dt.datetime) -> None:
     last = snap.pipeline.iloc[0]
     last_time = last["batch time"].to_pydatetime()
     cols = st.columns(4)
-    cols[0].metric("Last batch", queries.human_age(queries.freshness_seconds(last_time, now)) + " ago")
+    cols[0].metric(
+        "Last batch",
+        queries.human_age(queries.freshness_seconds(last_time, now)) + " ago",
+        help=f"Last batch at {last_time:%Y-%m-%d %H:%M:%S} UTC.",
+    )
     cols[1].metric("Batch", int(last["batch id"]))
     cols[2].metric("Rows per second", f"{last['processed rows/s']:.1f}")
     duration = last["duration ms"]

@@ -6,6 +6,15 @@ import altair as alt
 import pandas as pd
 
 HEIGHT = 300
+BAR_PX = 26  # one readable label per bar: the chart grows with the number of bars
+
+
+def _bars_height(frame: pd.DataFrame) -> int:
+    return max(HEIGHT, BAR_PX * len(frame))
+
+
+def _category_axis() -> alt.Axis:
+    return alt.Axis(labelOverlap=False, labelLimit=260)
 
 
 def country_bars(bars: pd.DataFrame) -> alt.Chart:
@@ -15,10 +24,10 @@ def country_bars(bars: pd.DataFrame) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("users:Q", title="Users"),
-            y=alt.Y("country:N", sort=bars["country"].tolist(), title=None),
+            y=alt.Y("country:N", sort=bars["country"].tolist(), title=None, axis=_category_axis()),
             tooltip=[alt.Tooltip("country:N", title="Country"), alt.Tooltip("label:N", title="Users")],
         )
-        .properties(height=HEIGHT)
+        .properties(height=_bars_height(bars))
     )
 
 
@@ -28,14 +37,14 @@ def country_ages(ages: pd.DataFrame) -> alt.Chart:
         .mark_bar(color="#59a14f")
         .encode(
             x=alt.X("average age:Q", title="Average age (years)"),
-            y=alt.Y("country:N", sort=ages["country"].tolist(), title=None),
+            y=alt.Y("country:N", sort=ages["country"].tolist(), title=None, axis=_category_axis()),
             tooltip=[
                 alt.Tooltip("country:N", title="Country"),
                 alt.Tooltip("average age:Q", title="Average age", format=".1f"),
                 alt.Tooltip("users:Q", title="Users"),
             ],
         )
-        .properties(height=HEIGHT)
+        .properties(height=_bars_height(ages))
     )
 
 
@@ -96,10 +105,10 @@ def top_reasons(reasons: pd.DataFrame) -> alt.Chart:
         .mark_bar(color="#e15759")
         .encode(
             x=alt.X("rows:Q", title="Rows"),
-            y=alt.Y("reason:N", sort=reasons["reason"].tolist(), title=None),
+            y=alt.Y("reason:N", sort=reasons["reason"].tolist(), title=None, axis=_category_axis()),
             tooltip=[alt.Tooltip("reason:N", title="Reason"), alt.Tooltip("rows:Q", title="Rows")],
         )
-        .properties(height=HEIGHT)
+        .properties(height=_bars_height(reasons))
     )
 
 

@@ -343,17 +343,17 @@ def freshness_seconds(newest: dt.datetime | None, now: dt.datetime) -> float | N
 
 
 def human_age(seconds: float | None) -> str:
-    """'4 s', '3 min 20 s', '2 h 5 min', '3 d 4 h'; '-' when unknown."""
+    """Compact, to fit a metric: '4s', '3m 20s', '2h 5m', '3d 4h'; '-' when unknown."""
     if seconds is None:
         return "-"
     s = int(seconds)
     if s < 60:
-        return f"{s} s"
+        return f"{s}s"
     if s < 3600:
-        return f"{s // 60} min {s % 60} s"
+        return f"{s // 60}m {s % 60}s"
     if s < 86_400:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 86_400} d {s % 86_400 // 3600} h"
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86_400}d {s % 86_400 // 3600}h"
 
 
 def suppressed(count: int, min_count: int | None) -> str:
