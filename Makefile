@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv up down status reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser up down status reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -39,7 +39,13 @@ reset: ## wipe all data of the local stack (asks first unless FORCE=1)
 logs: ## tail the servers' logs
 	@scripts/stack.sh logs
 
-test: venv ## run every test tier (starts the stack itself)
+dashboard: venv ## the Streamlit dashboard alone (http://127.0.0.1:8501; needs `make up`)
+	@scripts/dashboard.sh
+
+browser: ## Debian's headless Chromium for the dashboard's browser test (apt, first run only)
+	@scripts/install-browser.sh
+
+test: venv browser ## run every test tier (starts the stack itself)
 	@$(PY) -m pytest tests -m "unit or integration or e2e"
 
 test-unit: venv ## unit tests only (no servers)
