@@ -1,0 +1,477 @@
+"""Every insight analysis on a seeded dataset whose answers were computed by hand.
+
+Isolation: the Mongo seed lives in a collection of its own (dropped afterwards), the
+Cassandra seed in a keyspace of its own (`<test keyspace>_insights`, the project's DDL),
+so the other tests truncating the test namespace cannot touch it, and these tests never
+touch theirs. The Delta analyses run on tiny tables written by a real Spark with Delta.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cassandra.cluster import Session
+from pymongo import MongoClient
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from common.settings import Settings
+from jobs import insights
+from jobs.insights import Result, Sources
+from ops.cassandra_setup import ddl_statements
+from ops.cassandra_setup import session as cassandra_session
+
+ROOT = Path(__file__).resolve().parents[2]
+JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64"
+UTC = dt.UTC
+
+
+def _midnight(year: int, month: int, day: int) -> dt.datetime:
+    # As the job writes registered_date: a UTC midnight (BSON has no date-only type).
+    return dt.datetime(year, month, day)
+
+
+# (id, country, nat, gender, age, birth_year, city, registered, email_domain)
+USERS = [
+    ("u1", "France", "FR", "female", 30, 1996, "Paris", _midnight(2016, 3, 1), "gmail.com"),
+    ("u2", "France", "FR", "female", 40, 1986, "Paris", _midnight(2010, 7, 15), "gmail.com"),
+    ("u3", "France", "FR", "male", 50, 1976, "Lyon", _midnight(2010, 1, 1), "yahoo.fr"),
+    ("u4", "France", "FR", "male", 21, 2005, "Nice", _midnight(2020, 5, 5), "gmail.com"),
+    ("u5", "Germany", "DE", "female", 60, 1966, "Berlin", _midnight(2016, 9, 9), "web.de"),
+    ("u6", "Germany", "DE", "male", 35, 1991, "Berlin", _midnight(2016, 2, 2), "gmail.com"),
+    ("u7", "Germany", "DE", "male", 45, 1981, "Munich", _midnight(2020, 12, 31), "web.de"),
+    ("u8", "Spain", "ES", "female", 25, 2001, "Madrid", _midnight(2020, 6, 6), "gmail.com"),
+    ("u9", "Spain", "ES", "female", 70, 1956, "Sevilla", _midnight(2010, 10, 10), "yahoo.fr"),
+    ("u10", "Brazil", "BR", "male", 33, 1993, "Rio de Janeiro", _midnight(2016, 4, 4), "gmail.com"),
+]
+
+
+def rows(result: Result) -> list[dict[str, Any]]:
+    return result.rows
+
+
+# --- MongoDB ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mongo_src(stack: Settings) -> Iterator[Sources]:
+    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo.uri(stack.mongo.admin))
+    db = client[stack.mongo.database]
+    name = f"insights_seed_{uuid.uuid4().hex[:8]}"
+    db[name].insert_many(
+        [
+            {
+                "_id": uid,
+                "country": country,
+                "nat": nat,
+                "gender": gender,
+                "age": age,
+                "birth_year": birth_year,
+                "city": city,
+                "registered_date": registered,
+                "email_domain": domain,
+                "full_name": f"Seed {uid}",
+            }
+            for uid, country, nat, gender, age, birth_year, city, registered, domain in USERS
+        ]
+    )
+    try:
+        yield Sources(mongo=db, collection=name, top=2)
+    finally:
+        db.drop_collection(name)
+        client.close()
+
+
+def test_age_by_country(mongo_src: Sources) -> None:
+    result = insights.age_by_country(mongo_src)
+    assert result.columns == ("country", *insights.AGE_COLUMNS)
+    assert rows(result) == [
+        # [21, 30, 40, 50]: quartiles by linear interpolation at (n-1)q
+        {"country": "France", "users": 4, "mean_age": 35.25, "p25": 27.75, "median_age": 35.0,
+         "p75": 42.5, "min_age": 21, "max_age": 50},
+        {"country": "Germany", "users": 3, "mean_age": 46.67, "p25": 40.0, "median_age": 45.0,
+         "p75": 52.5, "min_age": 35, "max_age": 60},
+        {"country": "Spain", "users": 2, "mean_age": 47.5, "p25": 36.25, "median_age": 47.5,
+         "p75": 58.75, "min_age": 25, "max_age": 70},
+        {"country": "Brazil", "users": 1, "mean_age": 33.0, "p25": 33.0, "median_age": 33.0,
+         "p75": 33.0, "min_age": 33, "max_age": 33},
+    ]  # fmt: skip
+    assert result.query.startswith(f"db.{mongo_src.collection}.aggregate([")
+
+
+def test_age_by_gender(mongo_src: Sources) -> None:
+    assert rows(insights.age_by_gender(mongo_src)) == [
+        {"gender": "female", "users": 5, "mean_age": 45.0, "p25": 30.0, "median_age": 40.0,
+         "p75": 60.0, "min_age": 25, "max_age": 70},
+        {"gender": "male", "users": 5, "mean_age": 36.8, "p25": 33.0, "median_age": 35.0,
+         "p75": 45.0, "min_age": 21, "max_age": 50},
+    ]  # fmt: skip
+
+
+def test_gender_by_nationality(mongo_src: Sources) -> None:
+    assert rows(insights.gender_by_nationality(mongo_src)) == [
+        {"nat": "ES", "users": 2, "female": 2, "male": 0, "other": 0, "female_pct": 100.0,
+         "males_per_100_females": 0.0},
+        {"nat": "FR", "users": 4, "female": 2, "male": 2, "other": 0, "female_pct": 50.0,
+         "males_per_100_females": 100.0},
+        {"nat": "DE", "users": 3, "female": 1, "male": 2, "other": 0, "female_pct": 33.33,
+         "males_per_100_females": 200.0},
+        {"nat": "BR", "users": 1, "female": 0, "male": 1, "other": 0, "female_pct": 0.0,
+         "males_per_100_females": None},
+    ]  # fmt: skip
+
+
+def test_registration_cohorts(mongo_src: Sources) -> None:
+    # age then = registration year - birth year: 2010: 24, 34, 54; 2016: 20, 50, 25, 23; 2020: 15, 39, 19
+    assert rows(insights.registration_cohorts(mongo_src)) == [
+        {"registration_year": 2010, "users": 3, "share_pct": 30.0, "mean_age_then": 37.33,
+         "median_age_then": 34.0, "youngest_then": 24, "oldest_then": 54},
+        {"registration_year": 2016, "users": 4, "share_pct": 40.0, "mean_age_then": 29.5,
+         "median_age_then": 24.0, "youngest_then": 20, "oldest_then": 50},
+        {"registration_year": 2020, "users": 3, "share_pct": 30.0, "mean_age_then": 24.33,
+         "median_age_then": 19.0, "youngest_then": 15, "oldest_then": 39},
+    ]  # fmt: skip
+
+
+def test_email_domains(mongo_src: Sources) -> None:
+    assert rows(insights.email_domains(mongo_src)) == [
+        {"email_domain": "gmail.com", "users": 6, "share_pct": 60.0},
+        {"email_domain": "web.de", "users": 2, "share_pct": 20.0},
+        {"email_domain": "yahoo.fr", "users": 2, "share_pct": 20.0},
+    ]
+
+
+def test_top_cities_of_the_top_countries(mongo_src: Sources) -> None:
+    assert rows(insights.top_cities(mongo_src)) == [
+        {"country": "France", "country_users": 4, "city": "Paris", "users": 2, "share_of_country_pct": 50.0},
+        {"country": "France", "country_users": 4, "city": "Lyon", "users": 1, "share_of_country_pct": 25.0},
+        {"country": "France", "country_users": 4, "city": "Nice", "users": 1, "share_of_country_pct": 25.0},
+        {"country": "Germany", "country_users": 3, "city": "Berlin", "users": 2,
+         "share_of_country_pct": 66.67},
+        {"country": "Germany", "country_users": 3, "city": "Munich", "users": 1,
+         "share_of_country_pct": 33.33},
+    ]  # fmt: skip
+
+
+# --- Cassandra ----------------------------------------------------------------------------------
+
+NOW = dt.datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+SEED_TABLES = ("country_stats", "gender_stats", "age_band_stats", "quality_metrics", "latest_users")
+
+
+@pytest.fixture(scope="module")
+def cassandra_src(stack: Settings) -> Iterator[Sources]:
+    keyspace = f"{stack.cassandra.keyspace}_insights"
+    with cassandra_session(stack.cassandra, stack.cassandra.admin) as session:
+        for statement in ddl_statements(keyspace, stack.cassandra.replication_cql):
+            session.execute(statement, timeout=120)
+        for table in SEED_TABLES:
+            session.execute(f"TRUNCATE {keyspace}.{table}", timeout=120)
+        _seed_cassandra(session, keyspace)
+        yield Sources(cassandra=session, keyspace=keyspace, now=NOW, days=2)
+
+
+def _seed_cassandra(s: Session, ks: str) -> None:
+    stamp = dt.datetime(2026, 1, 10, 11, 0)
+    for country, count, sum_age in (
+        ("France", 4, 141),
+        ("Germany", 3, 140),
+        ("Spain", 2, 95),
+        ("Brazil", 1, 33),
+    ):
+        s.execute(
+            f"INSERT INTO {ks}.country_stats (country, count_users, sum_age, avg_age, last_update) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (country, count, sum_age, sum_age / count, stamp),
+        )
+    for gender, count, sum_age in (("female", 5, 225), ("male", 5, 184)):
+        s.execute(
+            f"INSERT INTO {ks}.gender_stats (gender, count_users, sum_age, avg_age, last_update) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (gender, count, sum_age, sum_age / count, stamp),
+        )
+    for band, count in (("65+", 1), ("18-24", 2), ("45-54", 2), ("25-34", 3), ("55-64", 1), ("35-44", 1)):
+        s.execute(
+            f"INSERT INTO {ks}.age_band_stats (age_band, count_users, last_update) VALUES (%s, %s, %s)",
+            (band, count, stamp),
+        )
+    quality = (
+        (dt.date(2026, 1, 8), dt.datetime(2026, 1, 8, 10, 0), 0, 10, 90, {"invalid_email": 90}),  # not read
+        (
+            dt.date(2026, 1, 9),
+            dt.datetime(2026, 1, 9, 23, 10),
+            1,
+            90,
+            10,
+            {"invalid_email": 6, "empty_country": 4},
+        ),
+        (
+            dt.date(2026, 1, 9),
+            dt.datetime(2026, 1, 9, 23, 40),
+            2,
+            45,
+            5,
+            {"invalid_email": 5, "missing_uuid": 0},
+        ),
+        (dt.date(2026, 1, 10), dt.datetime(2026, 1, 10, 0, 5), 3, 100, 0, {"invalid_email": 0}),
+    )
+    for day, batch_time, batch_id, valid, quarantined, reasons in quality:
+        s.execute(
+            f"INSERT INTO {ks}.quality_metrics (day, batch_time, batch_id, valid, quarantined, reasons) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (day, batch_time, batch_id, valid, quarantined, reasons),
+        )
+    latest = (
+        (dt.date(2026, 1, 8), dt.datetime(2026, 1, 8, 9, 0), "old"),  # outside the 2 days read
+        (dt.date(2026, 1, 9), dt.datetime(2026, 1, 9, 23, 59, 59), "a"),
+        (dt.date(2026, 1, 9), dt.datetime(2026, 1, 9, 23, 0), "b"),
+        (dt.date(2026, 1, 10), dt.datetime(2026, 1, 10, 0, 1), "c"),
+        (dt.date(2026, 1, 10), dt.datetime(2026, 1, 10, 0, 30), "d"),
+        (dt.date(2026, 1, 10), dt.datetime(2026, 1, 10, 11, 59), "e"),
+    )
+    for day, ts, user_id in latest:
+        s.execute(
+            f"INSERT INTO {ks}.latest_users (day, ingestion_time, user_id) VALUES (%s, %s, %s)",
+            (day, ts, user_id),
+        )
+
+
+def test_country_age_deviation(cassandra_src: Sources) -> None:
+    # global average: 409 / 10 = 40.9
+    result = insights.country_age_deviation(cassandra_src)
+    assert rows(result) == [
+        {"country": "Brazil", "users": 1, "avg_age": 33.0, "global_avg_age": 40.9, "difference": -7.9},
+        {"country": "Spain", "users": 2, "avg_age": 47.5, "global_avg_age": 40.9, "difference": 6.6},
+        {"country": "Germany", "users": 3, "avg_age": 46.67, "global_avg_age": 40.9, "difference": 5.77},
+        {"country": "France", "users": 4, "avg_age": 35.25, "global_avg_age": 40.9, "difference": -5.65},
+    ]
+    assert "ALLOW FILTERING" not in result.query
+    assert result.query == f"SELECT country, count_users, sum_age FROM {cassandra_src.keyspace}.country_stats"
+
+
+def test_gender_overview(cassandra_src: Sources) -> None:
+    assert rows(insights.gender_overview(cassandra_src)) == [
+        {"gender": "female", "users": 5, "share_pct": 50.0, "avg_age": 45.0},
+        {"gender": "male", "users": 5, "share_pct": 50.0, "avg_age": 36.8},
+    ]
+
+
+def test_age_bands_in_age_order(cassandra_src: Sources) -> None:
+    assert rows(insights.age_bands(cassandra_src)) == [
+        {"age_band": "18-24", "users": 2, "share_pct": 20.0},
+        {"age_band": "25-34", "users": 3, "share_pct": 30.0},
+        {"age_band": "35-44", "users": 1, "share_pct": 10.0},
+        {"age_band": "45-54", "users": 2, "share_pct": 20.0},
+        {"age_band": "55-64", "users": 1, "share_pct": 10.0},
+        {"age_band": "65+", "users": 1, "share_pct": 10.0},
+    ]
+
+
+def test_quality_by_hour_reads_only_the_requested_day_partitions(cassandra_src: Sources) -> None:
+    result = insights.quality_by_hour(cassandra_src)
+    assert rows(result) == [
+        {"hour": "2026-01-09 23:00", "batches": 2, "rows_checked": 150, "quarantined": 15,
+         "quarantine_pct": 10.0, "reasons": "invalid_email=11, empty_country=4"},
+        {"hour": "2026-01-10 00:00", "batches": 1, "rows_checked": 100, "quarantined": 0,
+         "quarantine_pct": 0.0, "reasons": ""},
+    ]  # fmt: skip
+    assert "WHERE day = ?" in result.query and "2026-01-10, 2026-01-09" in result.query
+
+
+def test_new_users_by_hour(cassandra_src: Sources) -> None:
+    assert rows(insights.new_users_by_hour(cassandra_src)) == [
+        {"hour": "2026-01-09 23:00", "new_users": 2},
+        {"hour": "2026-01-10 00:00", "new_users": 2},
+        {"hour": "2026-01-10 11:00", "new_users": 1},
+    ]
+
+
+def test_every_cassandra_query_respects_the_data_model() -> None:
+    for cql in (
+        insights.COUNTRY_DEVIATION_CQL,
+        insights.GENDER_CQL,
+        insights.AGE_BAND_CQL,
+        insights.QUALITY_CQL,
+        insights.NEW_USERS_CQL,
+    ):
+        assert "ALLOW FILTERING" not in cql
+        # Either a whole small aggregate table keyed by its group, or one day partition.
+        assert "WHERE" not in cql or cql.endswith("WHERE day = ?")
+
+
+# --- Delta (Spark SQL) ----------------------------------------------------------------------------
+
+
+def _delta_package() -> str:
+    """The Delta coordinate pinned in conf/spark-defaults.conf (the jars the jobs use)."""
+    for line in (ROOT / "conf" / "spark-defaults.conf").read_text().splitlines():
+        if line.startswith("spark.jars.packages"):
+            packages = line.split(None, 1)[1].split(",")
+            return next(p for p in packages if p.startswith("io.delta:"))
+    raise AssertionError("spark.jars.packages not found in conf/spark-defaults.conf")
+
+
+def _delta_jars(ivy: Path) -> list[Path]:
+    """The pinned Delta jars already in the project's ivy cache (any spark-submit fetched them)."""
+    group, artifact, version = _delta_package().split(":")
+    jars = [
+        ivy / "jars" / f"{group}_{artifact}-{version}.jar",
+        ivy / "jars" / f"{group}_delta-storage-{version}.jar",
+    ]
+    return jars if all(j.is_file() for j in jars) else []
+
+
+@pytest.fixture(scope="module")
+def spark(settings: Settings) -> Iterator[SparkSession]:
+    if os.path.isdir(JAVA17):
+        os.environ["JAVA_HOME"] = JAVA17
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    ivy = settings.stack.cache_dir / "ivy"
+    builder = SparkSession.builder.master("local[2]").appName("insights-tests")
+    jars = _delta_jars(ivy)
+    if jars:  # no resolution round-trip to Maven Central
+        builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+    else:  # first run on this machine: resolve the pinned coordinate into the project's cache
+        builder = (
+            builder.config("spark.jars.packages", _delta_package())
+            .config("spark.jars.ivy", str(ivy))
+            .config("spark.jars.ivySettings", str(ROOT / "conf" / "ivysettings.xml"))
+        )
+    session = (
+        builder.config(
+            "spark.driver.extraJavaOptions", f"-Divy.default.ivy.user.dir={ivy} -Duser.timezone=UTC"
+        )
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "1g")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.codegen.wholeStage", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+BRONZE = [  # (Kafka timestamp, value)
+    (dt.datetime(2026, 1, 9, 10, 5, tzinfo=UTC), b'{"results":[{},{}]}'),
+    (dt.datetime(2026, 1, 9, 10, 50, tzinfo=UTC), b'{"results":[{}]}'),
+    (dt.datetime(2026, 1, 9, 11, 0, tzinfo=UTC), b"not json"),
+    (dt.datetime(2026, 1, 9, 11, 30, tzinfo=UTC), b'{"results":[{},{},{}]}'),
+]
+QUARANTINE = [  # (Kafka timestamp, reasons)
+    (dt.datetime(2026, 1, 9, 10, 5, tzinfo=UTC), ["invalid_email"]),
+    (dt.datetime(2026, 1, 9, 10, 50, tzinfo=UTC), ["invalid_email", "empty_country"]),
+    (dt.datetime(2026, 1, 9, 11, 0, tzinfo=UTC), ["unparseable_json"]),
+]
+GOLD_SCHEMA = T.StructType(
+    [
+        T.StructField("country", T.StringType()),
+        T.StructField("count_users", T.LongType()),
+        T.StructField("avg_age", T.DoubleType()),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("insights-lake")
+    tables = insights.lake_tables(root)
+    spark.createDataFrame(BRONZE, "timestamp timestamp, value binary").write.format("delta").save(
+        tables["bronze"]
+    )
+    spark.createDataFrame(QUARANTINE, "kafka_timestamp timestamp, reasons array<string>").write.format(
+        "delta"
+    ).save(tables["quarantine"])
+    gold = tables["gold_country_stats"]
+    spark.createDataFrame([("France", 2, 30.0), ("Spain", 1, 40.0)], GOLD_SCHEMA).write.format("delta").save(
+        gold
+    )
+    spark.createDataFrame(
+        [("France", 3, 35.0), ("Spain", 1, 40.0), ("Brazil", 2, 20.0)], GOLD_SCHEMA
+    ).write.format("delta").mode("overwrite").save(gold)
+    return tables
+
+
+def test_bronze_volume_by_hour(spark: SparkSession, lake: dict[str, str]) -> None:
+    result = insights.bronze_volume_by_hour(Sources(spark=spark, tables=lake))
+    assert rows(result) == [
+        {
+            "hour": "2026-01-09 10:00",
+            "records": 2,
+            "users": 3,
+            "bytes": len(BRONZE[0][1]) + len(BRONZE[1][1]),
+        },
+        {
+            "hour": "2026-01-09 11:00",
+            "records": 2,
+            "users": 3,
+            "bytes": len(BRONZE[2][1]) + len(BRONZE[3][1]),
+        },
+    ]
+
+
+H10, H11 = "2026-01-09 10:00", "2026-01-09 11:00"
+
+
+def test_quarantine_rate_by_reason(spark: SparkSession, lake: dict[str, str]) -> None:
+    result = insights.quarantine_rate_by_reason(Sources(spark=spark, tables=lake))
+    assert rows(result) == [
+        {"hour": H10, "reason": "invalid_email", "rows": 2, "users_in": 3, "pct_of_users": 66.67},
+        {"hour": H10, "reason": "empty_country", "rows": 1, "users_in": 3, "pct_of_users": 33.33},
+        {"hour": H11, "reason": "unparseable_json", "rows": 1, "users_in": 3, "pct_of_users": 33.33},
+    ]
+
+
+VERSION_0_VS_NOW = [
+    {"country": "Brazil", "users_then": 0, "users_now": 2, "new_users": 2, "avg_age_then": None,
+     "avg_age_now": 20.0},
+    {"country": "France", "users_then": 2, "users_now": 3, "new_users": 1, "avg_age_then": 30.0,
+     "avg_age_now": 35.0},
+    {"country": "Spain", "users_then": 1, "users_now": 1, "new_users": 0, "avg_age_then": 40.0,
+     "avg_age_now": 40.0},
+]  # fmt: skip
+
+
+def test_time_travel_versions_ago_returns_the_earlier_version(
+    spark: SparkSession, lake: dict[str, str]
+) -> None:
+    result = insights.country_stats_versions_ago(Sources(spark=spark, tables=lake, versions_ago=1))
+    assert rows(result) == VERSION_0_VS_NOW
+    assert "VERSION AS OF 0" in result.query
+    assert result.note == "latest version 1, compared with version 0"
+
+
+def test_time_travel_timestamp_as_of_the_first_commit(spark: SparkSession, lake: dict[str, str]) -> None:
+    _, history = insights.gold_history(Sources(spark=spark, tables=lake))
+    assert [v for v, _ in history] == [0, 1]
+    first_commit = history[0][1]
+    # "24 hours before now" lands exactly on version 0's commit.
+    src = Sources(spark=spark, tables=lake, now=first_commit + dt.timedelta(hours=24), as_of_hours=24)
+    result = insights.country_stats_as_of(src)
+    assert rows(result) == VERSION_0_VS_NOW
+    assert f"TIMESTAMP AS OF '{first_commit:%Y-%m-%d %H:%M:%S.%f}'"[:-4] in result.query
+
+
+def test_time_travel_before_the_first_commit_falls_back_to_it(
+    spark: SparkSession, lake: dict[str, str]
+) -> None:
+    _, history = insights.gold_history(Sources(spark=spark, tables=lake))
+    src = Sources(spark=spark, tables=lake, now=history[0][1] + dt.timedelta(hours=23), as_of_hours=24)
+    result = insights.country_stats_as_of(src)
+    assert rows(result) == VERSION_0_VS_NOW
+    assert "VERSION AS OF 0" in result.query
+    assert "before the table's first commit" in result.note
