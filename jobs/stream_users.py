@@ -15,6 +15,7 @@ from types import FrameType
 from common.settings import SettingsError
 from jobs import preflight, sinks
 from jobs import settings as job_settings
+from jobs.listener import MetricsListener
 from jobs.pipeline import BatchProcessor
 
 log = logging.getLogger("jobs.stream_users")
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = sinks.spark_session(job, QUERY_NAME)
     spark.sparkContext.setLogLevel("WARN")
-    processor = BatchProcessor(spark, job, app_id)
+    metrics = MetricsListener(job)  # each batch's progress -> pipeline_metrics and the log
+    spark.streams.addListener(metrics)
+    processor = BatchProcessor(spark, job, app_id, on_report=metrics.on_report)
     writer = (
         sinks.read_kafka(spark, job, args.starting_offsets)
         .writeStream.queryName(QUERY_NAME)
