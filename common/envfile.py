@@ -66,12 +66,14 @@ def ensure(root: Path = PROJECT_ROOT) -> Path:
 
 
 def load(root: Path = PROJECT_ROOT) -> dict[str, str]:
-    """`.env` overlaid with the process environment (the environment wins)."""
+    """`.env` overlaid with the process environment (the environment wins).
+
+    Variables documented only as comments in `.env.example` (optional settings) are
+    taken from the environment too, so setting one there is never silently ignored.
+    """
     path = ensure(root)
     values = parse(path.read_text())
-    for key in list(values):
-        if key in os.environ:
-            values[key] = os.environ[key]
+    values.update(os.environ)
     return values
 
 
@@ -85,7 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"env: {exc}", file=sys.stderr)
         return 2
     if args.shell:
+        own = parse((PROJECT_ROOT / ".env").read_text())
         for key, value in values.items():
+            if key not in own:
+                continue
             print(f"export {key}={shlex.quote(value)}")
     return 0
 
