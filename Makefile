@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv browser up down status reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -30,8 +30,14 @@ up: venv ## install what is missing and start Kafka, Cassandra and FerretDB
 down: ## stop the servers gracefully (data kept)
 	@scripts/stack.sh down
 
-status: ## each server: up/down, version, address, data size
+status: venv ## the whole pipeline: servers, job, producer, freshness, lag (exit 1 when down or stale; --json: python -m ops.status --json)
+	@$(PY) -m ops.status
+
+servers: ## the servers only: up/down, version, address, data size
 	@scripts/stack.sh status
+
+monitor: venv ## evaluate the alert rules continuously (log, webhook, e-mail)
+	@$(PY) -m ops.monitor
 
 reset: ## wipe all data of the local stack (asks first unless FORCE=1)
 	@scripts/stack.sh reset

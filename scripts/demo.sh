@@ -2,7 +2,8 @@
 # `make demo`: the whole pipeline on the local stack (already started by `make up`):
 # the producer (live API, or the local source when it does not answer), the streaming
 # job, and the dashboard. Ctrl-C stops all three cleanly; the stack keeps running
-# (`make down` stops it).
+# (`make down` stops it). The producer and the job run under ops.supervise, which
+# restarts a crashed process with backoff and gives up (with an alert) after repeated crashes.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -23,11 +24,11 @@ stop_all() {
 trap stop_all INT TERM
 
 say demo "starting the producer (source: auto) -> $LOG_DIR/producer.log"
-"$VENV_PY" "$ROOT/producer.py" --source auto >>"$LOG_DIR/producer.log" 2>&1 &
+"$VENV_PY" -m ops.supervise producer --log "$LOG_DIR/producer.log" -- "$VENV_PY" "$ROOT/producer.py" --source auto &
 pids+=($!)
 
 say demo "starting the streaming job -> $LOG_DIR/job.log (Spark UI: http://127.0.0.1:${SPARK_UI_PORT:-4040})"
-"$ROOT/scripts/spark-submit.sh" "$ROOT/jobs/stream_users.py" >>"$LOG_DIR/job.log" 2>&1 &
+"$VENV_PY" -m ops.supervise job --backoff 5 --log "$LOG_DIR/job.log" -- "$ROOT/scripts/spark-submit.sh" "$ROOT/jobs/stream_users.py" &
 pids+=($!)
 
 if [ -f "$ROOT/dashboard/app.py" ]; then
@@ -38,6 +39,9 @@ else
   warn demo "the dashboard is not built yet: watch the job's log instead"
 fi
 
+"$VENV_PY" -m ops.monitor >>"$LOG_DIR/monitor.log" 2>&1 &
+pids+=($!)
+
 say demo "running; Ctrl-C stops it. Logs: tail -f $LOG_DIR/{producer,job}.log"
 # Follow the job's per-batch lines while everything runs.
 tail -n 0 -F "$LOG_DIR/job.log" "$LOG_DIR/producer.log" 2>/dev/null | grep --line-buffered -E "batch|ERROR|source" &
@@ -45,7 +49,7 @@ pids+=($!)
 while true; do
   for pid in "${pids[@]:0:2}"; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      warn demo "a process exited (pid $pid): see $LOG_DIR/producer.log and $LOG_DIR/job.log"
+      warn demo "a supervisor gave up (pid $pid): see $LOG_DIR/producer.log and $LOG_DIR/job.log"
       stop_all
     fi
   done
