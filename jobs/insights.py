@@ -86,6 +86,7 @@ class Sources:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     days: int = 2
     top: int = 5
+    min_users: int = 20
     versions_ago: int = 5
     as_of_hours: float = 24.0
 
@@ -249,6 +250,7 @@ def registration_cohorts(src: Sources) -> Result:
                 "median_age_then": summary["median_age"],
                 "youngest_then": summary["min_age"],
                 "oldest_then": summary["max_age"],
+                "under_18_then": sum(n for age, n in by_year[year].items() if age < 18),
             }
         )
     columns = (
@@ -259,6 +261,7 @@ def registration_cohorts(src: Sources) -> Result:
         "median_age_then",
         "youngest_then",
         "oldest_then",
+        "under_18_then",
     )
     return Result(query, columns, rows)
 
@@ -330,8 +333,10 @@ def country_age_deviation(src: Sources) -> Result:
     users = sum(s[1] for s in stats)
     global_avg = sum(s[2] for s in stats) / users if users else None
     rows: list[Row] = []
+    small = 0
     for country, count, sum_age in stats:
-        if not count or global_avg is None:
+        if count < max(src.min_users, 1) or global_avg is None:
+            small += bool(count)
             continue
         avg = sum_age / count
         rows.append(
@@ -344,7 +349,12 @@ def country_age_deviation(src: Sources) -> Result:
             }
         )
     rows.sort(key=lambda r: (-abs(r["difference"]), r["country"]))
-    return Result(query, ("country", "users", "avg_age", "global_avg_age", "difference"), rows)
+    note = (
+        f"{small} countries with fewer than {src.min_users} users left out (too few to compare)"
+        if small
+        else ""
+    )
+    return Result(query, ("country", "users", "avg_age", "global_avg_age", "difference"), rows, note)
 
 
 GENDER_CQL = "SELECT gender, count_users, sum_age FROM {keyspace}.gender_stats"
@@ -603,7 +613,9 @@ ANALYSES: tuple[Analysis, ...] = (
         "mongo",
         registration_cohorts,
         "age then = year of registration - birth year (the documents keep the birth year only); "
-        "per-year counts, mean and median from the per-(registered_date, birth_year) counts",
+        "per-year counts, mean and median from the per-(registered_date, birth_year) counts; "
+        "under_18_then counts minors at registration (a negative age = registered before birth: "
+        "the source draws both dates independently)",
         ("registration_year", "users"),
     ),
     Analysis(
@@ -633,7 +645,8 @@ ANALYSES: tuple[Analysis, ...] = (
         "Outlier markets need their own content; a large gap on few users is a sampling warning.",
         "cassandra",
         country_age_deviation,
-        "global average = sum(sum_age) / sum(count_users), exact; sorted by the absolute difference",
+        "global average = sum(sum_age) / sum(count_users) over all countries, exact; countries with "
+        "fewer than --min-users users left out; sorted by the absolute difference",
         ("country", "difference"),
     ),
     Analysis(
@@ -885,6 +898,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--days", type=int, default=2, help="UTC day partitions read from Cassandra (default 2)"
     )
     parser.add_argument("--top", type=int, default=5, help="top countries in top_cities (default 5)")
+    parser.add_argument(
+        "--min-users", type=int, default=20, help="country_age_deviation: smallest country shown (default 20)"
+    )
     parser.add_argument("--versions-ago", type=int, default=5, help="time travel: versions back (default 5)")
     parser.add_argument(
         "--as-of-hours", type=float, default=24.0, help="time travel: hours back (default 24)"
@@ -911,6 +927,7 @@ def main(argv: list[str] | None = None) -> int:
         now=args.now,
         days=args.days,
         top=args.top,
+        min_users=args.min_users,
         versions_ago=args.versions_ago,
         as_of_hours=args.as_of_hours,
     )

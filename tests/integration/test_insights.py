@@ -13,6 +13,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +133,11 @@ def test_registration_cohorts(mongo_src: Sources) -> None:
     # age then = registration year - birth year: 2010: 24, 34, 54; 2016: 20, 50, 25, 23; 2020: 15, 39, 19
     assert rows(insights.registration_cohorts(mongo_src)) == [
         {"registration_year": 2010, "users": 3, "share_pct": 30.0, "mean_age_then": 37.33,
-         "median_age_then": 34.0, "youngest_then": 24, "oldest_then": 54},
+         "median_age_then": 34.0, "youngest_then": 24, "oldest_then": 54, "under_18_then": 0},
         {"registration_year": 2016, "users": 4, "share_pct": 40.0, "mean_age_then": 29.5,
-         "median_age_then": 24.0, "youngest_then": 20, "oldest_then": 50},
+         "median_age_then": 24.0, "youngest_then": 20, "oldest_then": 50, "under_18_then": 0},
         {"registration_year": 2020, "users": 3, "share_pct": 30.0, "mean_age_then": 24.33,
-         "median_age_then": 19.0, "youngest_then": 15, "oldest_then": 39},
+         "median_age_then": 19.0, "youngest_then": 15, "oldest_then": 39, "under_18_then": 1},
     ]  # fmt: skip
 
 
@@ -175,7 +176,7 @@ def cassandra_src(stack: Settings) -> Iterator[Sources]:
         for table in SEED_TABLES:
             session.execute(f"TRUNCATE {keyspace}.{table}", timeout=120)
         _seed_cassandra(session, keyspace)
-        yield Sources(cassandra=session, keyspace=keyspace, now=NOW, days=2)
+        yield Sources(cassandra=session, keyspace=keyspace, now=NOW, days=2, min_users=1)
 
 
 def _seed_cassandra(s: Session, ks: str) -> None:
@@ -252,8 +253,19 @@ def test_country_age_deviation(cassandra_src: Sources) -> None:
         {"country": "Germany", "users": 3, "avg_age": 46.67, "global_avg_age": 40.9, "difference": 5.77},
         {"country": "France", "users": 4, "avg_age": 35.25, "global_avg_age": 40.9, "difference": -5.65},
     ]
+    assert result.note == ""
     assert "ALLOW FILTERING" not in result.query
     assert result.query == f"SELECT country, count_users, sum_age FROM {cassandra_src.keyspace}.country_stats"
+
+
+def test_country_age_deviation_leaves_small_countries_out(cassandra_src: Sources) -> None:
+    # The global average still counts every user; Spain (2) and Brazil (1) are too small to show.
+    result = insights.country_age_deviation(replace(cassandra_src, min_users=3))
+    assert rows(result) == [
+        {"country": "Germany", "users": 3, "avg_age": 46.67, "global_avg_age": 40.9, "difference": 5.77},
+        {"country": "France", "users": 4, "avg_age": 35.25, "global_avg_age": 40.9, "difference": -5.65},
+    ]
+    assert result.note == "2 countries with fewer than 3 users left out (too few to compare)"
 
 
 def test_gender_overview(cassandra_src: Sources) -> None:
