@@ -15,16 +15,25 @@ export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-$STACK_BIND_HOST}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 # The project's packages, shipped to executors (needed on a cluster, harmless locally).
+# Named by content and renamed into place, never rewritten: a job starting meanwhile (or
+# an executor fetching it later from the driver) must not see it change under it
+# ("File .../project.zip exists and does not match contents" when two jobs start together).
 mkdir -p "$STACK_DIR/spark"
-PYFILES="$STACK_DIR/spark/project.zip"
-(cd "$ROOT" && rm -f "$PYFILES" && "$VENV_PY" - "$PYFILES" <<'PY'
-import sys, zipfile, pathlib
-with zipfile.ZipFile(sys.argv[1], "w") as z:
+PYFILES="$(cd "$ROOT" && "$VENV_PY" - "$STACK_DIR/spark" <<'PY'
+import hashlib, os, pathlib, sys, tempfile, zipfile
+out = pathlib.Path(sys.argv[1])
+fd, tmp = tempfile.mkstemp(dir=out, prefix=".project-", suffix=".zip")
+with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as z:
     for pkg in ("common", "jobs"):
-        for f in pathlib.Path(pkg).rglob("*.py"):
+        for f in sorted(pathlib.Path(pkg).rglob("*.py")):
             z.write(f)
+digest = hashlib.sha256(pathlib.Path(tmp).read_bytes()).hexdigest()[:16]
+final = out / f"project-{digest}.zip"
+os.chmod(tmp, 0o644)
+os.replace(tmp, final)
+print(final)
 PY
-)
+)"
 
 master="${SPARK_MASTER:-local[2]}"
 args=()

@@ -174,7 +174,7 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(
         for uid, u in expected.items()
     )
     # The work ran in the worker's executor, which fetched the project's zip (--py-files).
-    shipped = list(standalone_cluster.glob("app-*/*/project.zip"))
+    shipped = list(standalone_cluster.glob("app-*/*/project-*.zip"))
     assert len(shipped) == 1, sorted(str(p) for p in standalone_cluster.rglob("*"))[:50]
     with zipfile.ZipFile(shipped[0]) as z:
         assert {"jobs/pipeline.py", "jobs/stream_users.py", "common/settings.py"} <= set(z.namelist())
