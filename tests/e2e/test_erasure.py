@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from cassandra.cluster import Session
 
 from common.settings import Settings
@@ -44,6 +45,13 @@ def _people(fixtures_dir: Path, country: str, tag: str) -> list[dict[str, Any]]:
         person["location"]["country"] = country
         people.append(person)
     return people
+
+
+class _Runner(JobRunner):
+    """JobRunner on this test's own Spark UI port."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SPARK_UI_PORT": str(UI_PORT)}
 
 
 def _secrets(s: Settings) -> list[str]:
@@ -99,6 +107,7 @@ def _expected_stats(people: list[dict[str, Any]]) -> tuple[int, int, int, int]:
     )
 
 
+@pytest.mark.timeout(2400)  # three Spark runs (job, erase, purge): minutes each on a loaded 2-core host
 def test_erasure_removes_the_person_everywhere_and_secrets_stay_hidden(
     stack: Settings, cassandra_admin: Session, mongo_db: Any, fixtures_dir: Path, tmp_path: Path
 ) -> None:
@@ -118,7 +127,7 @@ def test_erasure_removes_the_person_everywhere_and_secrets_stay_hidden(
     produce(s, messages)
 
     # --- the real job, running: its UI and log must not show a secret ---------------------
-    job = JobRunner(tmp_path, offsets_json(s, start), extra_env={"SPARK_UI_PORT": str(UI_PORT)})
+    job = _Runner(tmp_path, offsets_json(s, start))
     proc = job.start()
     try:
         wait_for(lambda: _stats(cassandra_admin, country) is not None, 420, "the job's first batch")
