@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import aggregates, projections, quality, sinks, transform
+from jobs import aggregates, erasure, projections, quality, sinks, transform
 from jobs.settings import JobSettings
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ class BatchProcessor:
             )
             bad = quality.quarantined(checked)
             enriched = quality.valid(checked).transform(transform.enrich_users(key, key_version, started))
+            # People who asked to be erased never come back, whether from Kafka or a replay.
+            enriched = erasure.without_erased(enriched, self.erasure_ledger(), key)
             silver_rows = aggregates.latest_per_user(enriched).select(
                 "*", F.lit(app).alias("first_app_id"), F.lit(batch_id).cast("bigint").alias("first_batch_id")
             )
@@ -193,6 +195,10 @@ class BatchProcessor:
         if self.on_report is not None:
             self.on_report(report)
         return report
+
+    def erasure_ledger(self) -> DataFrame | None:
+        """The erasure ledger (subject keys only), or None before the first erasure."""
+        return sinks.read_delta_if_exists(self.spark, self.job.table(erasure.LEDGER_TABLE))
 
     def new_users(self, batch_id: int) -> DataFrame:
         """The users that this batch inserted into silver (deterministic after any crash)."""

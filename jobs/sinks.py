@@ -208,6 +208,11 @@ def read_delta(spark: SparkSession, path: str, version: int | None = None) -> Da
     return reader.load(path)
 
 
+def read_delta_if_exists(spark: SparkSession, path: str) -> DataFrame | None:
+    """The table, or None when nothing was ever written there."""
+    return read_delta(spark, path) if DeltaTable.isDeltaTable(spark, path) else None
+
+
 def delta_version(spark: SparkSession, path: str) -> int:
     """The latest committed version of a Delta table."""
     row = DeltaTable.forPath(spark, path).history(1).select("version").first()

@@ -74,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         "available-now" if args.available_now else job.trigger_interval,
     )
 
+    stopping: list[int] = []
+
     def stop(signum: int, _frame: FrameType | None) -> None:
         # Graceful: the running batch finishes and is committed; nothing is half-done
         # that a restart would not redo idempotently anyway.
         log.info("signal %d: stopping the query", signum)
+        stopping.append(signum)
         query.stop()
 
     signal.signal(signal.SIGTERM, stop)
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         query.awaitTermination()
     except Exception as exc:
+        if stopping:
+            # Stopping the query from a signal interrupts awaitTermination's py4j call.
+            log.info("stopped on signal %d", stopping[0])
+            return 0
         log.error("query failed: %s", sinks.one_line(exc))
         return 1
     finally:

@@ -112,8 +112,8 @@ class JobRunner:
             KAFKA_STARTING_OFFSETS=self.starting_offsets,
             TRIGGER_INTERVAL="1 second",
             SPARK_UI_PORT="4140",
-            **self.extra_env,
         )
+        env.update(self.extra_env)
         return env
 
     def _log(self) -> Path:
