@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv browser up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser insights up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ lint: venv ## ruff and mypy
 
 format: venv ## apply ruff's formatting
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+insights: venv ## the insight analyses (MongoDB, Cassandra, Delta) -> reports/insights.{md,html,json}
+	@$(PY) -m jobs.insights
 
 demo: up ## the whole pipeline with the dashboard on the local stack
 	@scripts/demo.sh

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from cassandra.cluster import Session  # noqa: E402
 
 from common.settings import SettingsError  # noqa: E402
-from dashboard import charts, queries  # noqa: E402
+from dashboard import charts, insights_view, queries  # noqa: E402
 from dashboard.auth import Authenticator, Identity  # noqa: E402
 from dashboard.settings import MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS, DashboardSettings, Role  # noqa: E402
 from dashboard.settings import load as load_settings  # noqa: E402
@@ -223,6 +223,13 @@ def main() -> None:
     st.title("Random User Analytics")
     live = st.fragment(run_every=dt.timedelta(seconds=refresh))(_body)
     live(settings, identity, top_n, latest_n)
+    # The few analyses worth watching live (docs/INSIGHTS.md); on demand, outside the refresh.
+    if st.sidebar.toggle("Show insights", value=False):
+        c = settings.cassandra
+        try:
+            insights_view.render(_session(f"{c.reader.user}@{','.join(c.hosts)}:{c.port}/{c.keyspace}"))
+        except Exception as exc:
+            st.error(queries.explain(exc, c), icon="🚫")
 
 
 main()

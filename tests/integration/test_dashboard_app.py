@@ -281,3 +281,16 @@ def test_reads_use_the_keys_and_walk_back_over_empty_days(
         {"age band": "45-54", "users": 15},
         {"age band": "65+", "users": 7},
     ]
+
+
+def test_insights_toggle_shows_the_live_analyses_from_cassandra(
+    app_env: DashboardSettings, admin: Session
+) -> None:
+    seed.seed(admin)
+    at = _login(*_account(app_env, Role.OPERATOR))
+    assert not at.exception
+    assert "Insights" not in [h.value for h in at.header]
+    at.sidebar.toggle[0].set_value(True).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == []
+    assert "Insights" in [h.value for h in at.header]
