@@ -26,11 +26,13 @@ if str(ROOT) not in sys.path:
 
 from cassandra.cluster import Session  # noqa: E402
 
+from common import envfile  # noqa: E402
 from common.settings import SettingsError  # noqa: E402
 from dashboard import charts, insights_view, queries  # noqa: E402
 from dashboard.auth import Authenticator, Identity  # noqa: E402
 from dashboard.settings import MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS, DashboardSettings, Role  # noqa: E402
 from dashboard.settings import load as load_settings  # noqa: E402
+from ops import alerts  # noqa: E402
 
 log = logging.getLogger("dashboard.app")
 
@@ -155,8 +157,19 @@ def _quality(snap: queries.Snapshot) -> None:
         right.altair_chart(charts.top_reasons(reasons))
 
 
+def _active_alerts() -> dict[str, dict[str, object]]:
+    """The alerts firing now, as the monitor and the supervisors recorded them (ops/alerts.py)."""
+    env = envfile.load()
+    stack_dir = Path(env.get("STACK_DIR") or ".stack")
+    if not stack_dir.is_absolute():
+        stack_dir = envfile.PROJECT_ROOT / stack_dir
+    return alerts.AlertStore(alerts.alert_file(env, stack_dir)).active()
+
+
 def _health(snap: queries.Snapshot, now: dt.datetime) -> None:
     st.subheader("Pipeline health")
+    for rule, alert in sorted(_active_alerts().items()):
+        st.warning(f"Alert {alert.get('severity', '')} `{rule}`: {alert.get('summary', '')}", icon="🔔")
     if snap.pipeline.empty:
         st.info("No pipeline metrics in the last days: is the job running?")
         return

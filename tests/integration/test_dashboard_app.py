@@ -23,6 +23,7 @@ from common.settings import CassandraSettings, Settings
 from dashboard import queries
 from dashboard.settings import DashboardSettings, Role
 from dashboard.settings import load as load_dashboard
+from ops.alerts import Alert, AlertStore
 from ops.cassandra_setup import session as cassandra_session
 from tests import dashboard_seed as seed
 
@@ -294,3 +295,17 @@ def test_insights_toggle_shows_the_live_analyses_from_cassandra(
     assert not at.exception
     assert [e.value for e in at.error] == []
     assert "Insights" in [h.value for h in at.header]
+
+
+def test_active_alerts_of_the_monitor_show_in_the_health_section(
+    app_env: DashboardSettings, admin: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed.seed(admin)
+    store = AlertStore(tmp_path / "alerts.json")
+    store.record(Alert(rule="lag", severity="warning", state="firing", summary="job is 12000 records behind"))
+    store.record(Alert(rule="no_batch", severity="critical", state="firing", summary="no batch for 400 s"))
+    store.record(Alert(rule="no_batch", severity="critical", state="resolved", summary="batches again"))
+    monkeypatch.setenv("ALERT_FILE", str(tmp_path / "alerts.json"))
+    at = _login(*_account(app_env, Role.OPERATOR))
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["Alert warning `lag`: job is 12000 records behind"]
