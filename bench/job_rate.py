@@ -1,8 +1,9 @@
 """How many users a second the streaming job processes, per wall second and per CPU second.
 
 Prints figures, asserts nothing (docs/SCALING.md uses them):
-  1. `producer.py --source local --rate R --results U --max-batches B` fills the test
-     topic with a backlog (B messages of U users);
+  1. `producer.py --source local --rate R --results U --max-batches B` fills the topic
+     `random_user_data_bench` (never the tests' or the demo's: other tests read theirs)
+     with a backlog (B messages of U users);
   2. the real job (`scripts/spark-submit.sh jobs/stream_users.py --available-now`, local[2])
      drains it in micro-batches of KAFKA_MAX_OFFSETS_PER_TRIGGER messages, into a private
      lake and the `bench` keyspace/database (never the demo's or the tests');
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.settings import Settings, load  # noqa: E402
+from ops import kafka_admin  # noqa: E402
 from ops.cassandra_setup import ddl_statements  # noqa: E402
 from ops.mongo_setup import ensure_collections, load_ddl  # noqa: E402
 
@@ -94,6 +96,7 @@ def cpu_seconds(pgid: int) -> float:
 
 
 def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the job too
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -102,8 +105,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=5000, help="producer load-mode rate, users/s")
     parser.add_argument("--per-batch", type=int, default=10, help="KAFKA_MAX_OFFSETS_PER_TRIGGER")
     args = parser.parse_args()
-    os.environ.setdefault("KAFKA_TOPIC", "random_user_data_test")
+    os.environ.setdefault("KAFKA_TOPIC", "random_user_data_bench")
     s = load()
+    kafka_admin.setup(s.kafka)  # the bench topic, with the platform's ACLs
     bench_namespace(s)
     start = end_offsets(s)
     work = Path(tempfile.mkdtemp(prefix="job_rate-"))

@@ -139,6 +139,7 @@ def test_the_job_runs_unchanged_on_a_standalone_cluster(
 ) -> None:
     s = stack
     ns = create_empty(s, cassandra_admin, mongo_db, "cluster")
+    s = ns.settings  # our own topic
     start = end_offsets(s)
     # New people (fresh uuids): the shared test topic may also carry other tests' records.
     expected: dict[str, dict[str, Any]] = {}

@@ -68,6 +68,7 @@ def test_replay_after_wiping_the_stores_rebuilds_the_same_rows_and_statistics(
 ) -> None:
     s = stack
     ns = create_empty(s, cassandra_admin, mongo_db, "replay")
+    s = ns.settings  # our own topic
     start = end_offsets(s)
     messages: list[tuple[str | None, bytes]] = []
     for seq, name in enumerate(["nat-US.json", "nat-DE.json", "nat-BR.json", "mixed-10.json"]):
