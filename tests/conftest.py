@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
 from common import settings as settings_module
 from common.settings import Settings
@@ -60,6 +62,76 @@ def run_stack(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str
     if proc.returncode != 0:
         raise RuntimeError(f"scripts/stack.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64"
+
+
+def _delta_package() -> str:
+    """The Delta coordinate pinned in conf/spark-defaults.conf (the jars the jobs use)."""
+    for line in (ROOT / "conf" / "spark-defaults.conf").read_text().splitlines():
+        if line.startswith("spark.jars.packages"):
+            packages = line.split(None, 1)[1].split(",")
+            return next(p for p in packages if p.startswith("io.delta:"))
+    raise AssertionError("spark.jars.packages not found in conf/spark-defaults.conf")
+
+
+def _delta_jars(ivy: Path) -> list[Path]:
+    """The pinned Delta jars when already in the project's ivy cache (any spark-submit fetched them)."""
+    group, artifact, version = _delta_package().split(":")
+    jars = [
+        ivy / "jars" / f"{group}_{artifact}-{version}.jar",
+        ivy / "jars" / f"{group}_delta-storage-{version}.jar",
+    ]
+    return jars if all(j.is_file() for j in jars) else []
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings) -> Iterator[SparkSession]:
+    """One local SparkSession for every in-process Spark test: small, UTC, no UI, with Delta.
+
+    One per run, because a JVM holds one SparkContext: a second fixture's getOrCreate would
+    silently get the first one's configuration.
+    """
+    # Java 17 explicitly (another JDK on the machine is not supported by Spark 3.5);
+    # the Python side in UTC too, so collected timestamps read the same on every host.
+    if os.path.isdir(JAVA17):
+        os.environ["JAVA_HOME"] = JAVA17
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    ivy = settings.stack.cache_dir / "ivy"
+    builder = SparkSession.builder.master("local[2]").appName("tests")
+    jars = _delta_jars(ivy)
+    if jars:  # no resolution round-trip to Maven Central
+        builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+    else:  # first run on this machine: resolve the pinned coordinate into the project's cache
+        builder = (
+            builder.config("spark.jars.packages", _delta_package())
+            .config("spark.jars.ivy", str(ivy))
+            .config("spark.jars.ivySettings", str(ROOT / "conf" / "ivysettings.xml"))
+        )
+    session = (
+        builder.config(
+            "spark.driver.extraJavaOptions", f"-Divy.default.ivy.user.dir={ivy} -Duser.timezone=UTC -Xss4m"
+        )
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "1g")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.adaptive.enabled", "false")
+        # Tiny data: compiling whole-stage Java code costs seconds per query and saves nothing.
+        .config("spark.sql.codegen.wholeStage", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,6 @@ touch theirs. The Delta analyses run on tiny tables written by a real Spark with
 from __future__ import annotations
 
 import datetime as dt
-import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -30,7 +28,6 @@ from ops.cassandra_setup import ddl_statements
 from ops.cassandra_setup import session as cassandra_session
 
 ROOT = Path(__file__).resolve().parents[2]
-JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64"
 UTC = dt.UTC
 
 
@@ -319,63 +316,6 @@ def test_every_cassandra_query_respects_the_data_model() -> None:
 
 
 # --- Delta (Spark SQL) ----------------------------------------------------------------------------
-
-
-def _delta_package() -> str:
-    """The Delta coordinate pinned in conf/spark-defaults.conf (the jars the jobs use)."""
-    for line in (ROOT / "conf" / "spark-defaults.conf").read_text().splitlines():
-        if line.startswith("spark.jars.packages"):
-            packages = line.split(None, 1)[1].split(",")
-            return next(p for p in packages if p.startswith("io.delta:"))
-    raise AssertionError("spark.jars.packages not found in conf/spark-defaults.conf")
-
-
-def _delta_jars(ivy: Path) -> list[Path]:
-    """The pinned Delta jars already in the project's ivy cache (any spark-submit fetched them)."""
-    group, artifact, version = _delta_package().split(":")
-    jars = [
-        ivy / "jars" / f"{group}_{artifact}-{version}.jar",
-        ivy / "jars" / f"{group}_delta-storage-{version}.jar",
-    ]
-    return jars if all(j.is_file() for j in jars) else []
-
-
-@pytest.fixture(scope="module")
-def spark(settings: Settings) -> Iterator[SparkSession]:
-    if os.path.isdir(JAVA17):
-        os.environ["JAVA_HOME"] = JAVA17
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    ivy = settings.stack.cache_dir / "ivy"
-    builder = SparkSession.builder.master("local[2]").appName("insights-tests")
-    jars = _delta_jars(ivy)
-    if jars:  # no resolution round-trip to Maven Central
-        builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
-    else:  # first run on this machine: resolve the pinned coordinate into the project's cache
-        builder = (
-            builder.config("spark.jars.packages", _delta_package())
-            .config("spark.jars.ivy", str(ivy))
-            .config("spark.jars.ivySettings", str(ROOT / "conf" / "ivysettings.xml"))
-        )
-    session = (
-        builder.config(
-            "spark.driver.extraJavaOptions", f"-Divy.default.ivy.user.dir={ivy} -Duser.timezone=UTC"
-        )
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "1g")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.codegen.wholeStage", "false")
-        .getOrCreate()
-    )
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 BRONZE = [  # (Kafka timestamp, value)
