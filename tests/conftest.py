@@ -125,6 +125,10 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.adaptive.enabled", "false")
+        # VACUUM lists files with this many tasks (default 10,000: minutes on 2 cores).
+        .config("spark.sql.sources.parallelPartitionDiscovery.parallelism", "4")
+        # Delta rebuilds a table's state with this many tasks (default 50): small tables, 2 cores.
+        .config("spark.databricks.delta.snapshotPartitions", "2")
         # Tiny data: compiling whole-stage Java code costs seconds per query and saves nothing.
         .config("spark.sql.codegen.wholeStage", "false")
         .getOrCreate()
