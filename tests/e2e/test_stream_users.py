@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from cassandra.cluster import Session
+from kafka import KafkaProducer
 
 from common.settings import Settings
 from tests.e2e.conftest import JobRunner, end_offsets, offsets_json, produce, wait_for
-from tests.unit.bronze_rows import FETCHED_AT, encode, envelope, load_users
+from tests.unit.bronze_rows import encode, envelope, load_users
 
 FETCHED = "2026-11-27 23:40:00.123000"
 
@@ -148,74 +149,76 @@ def test_pipeline_delivers_every_valid_user_once_and_quarantines_the_rest(
     assert not [value for value in raw if value in dumped]
 
 
-def _fresh_batches(
-    fixtures_dir: Path, count: int, rng: random.Random
-) -> list[tuple[str, bytes, list[dict[str, Any]]]]:
-    """count API-shaped batches of new people (fixture users with fresh uuids)."""
+def _fresh_batch(fixtures_dir: Path, seq: int, rng: random.Random) -> tuple[str, bytes, list[dict[str, Any]]]:
+    """An API-shaped batch of new people (fixture users with fresh uuids)."""
     names = sorted(p.name for p in fixtures_dir.glob("nat-*.json"))
-    out = []
-    for seq in range(count):
-        info, users = load_users(fixtures_dir, rng.choice(names))
-        for u in users:
-            u["login"]["uuid"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        batch = envelope(
-            users, batch_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), seq=seq, info=info
-        )
-        out.append((batch["meta"]["batch_id"], encode(batch), users))
-    return out
+    info, users = load_users(fixtures_dir, rng.choice(names))
+    for u in users:
+        u["login"]["uuid"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    batch = envelope(users, batch_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)), seq=seq, info=info)
+    return batch["meta"]["batch_id"], encode(batch), users
 
 
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     clean_stores: Settings, cassandra_admin: Session, mongo_db: Any, fixtures_dir: Path, tmp_path: Path
 ) -> None:
     s = clean_stores
-    rng = random.Random(20261127)
+    kill_rng = random.Random(20261127)
     start = end_offsets(s)
-    batches = _fresh_batches(fixtures_dir, 60, rng)
     stop = threading.Event()
+    sent: list[dict[str, Any]] = []
 
     def feed() -> None:
-        # The producer keeps going while the job dies; one batch in five is sent twice.
-        for key, value, _users in batches:
-            if stop.is_set():
-                return
-            records = [(key, value)] * (2 if rng.random() < 0.2 else 1)
-            produce(s, records)
-            time.sleep(0.5)
+        # The producer keeps going while the job dies and restarts; one batch in five is sent twice.
+        rng = random.Random(42)
+        producer = KafkaProducer(**s.kafka.client_config(s.kafka.producer), acks="all")
+        try:
+            seq = 0
+            while not stop.is_set() and seq < 2000:
+                key, value, users = _fresh_batch(fixtures_dir, seq, rng)
+                for _ in range(2 if rng.random() < 0.2 else 1):
+                    producer.send(s.kafka.topic, key=key.encode(), value=value)
+                producer.flush(timeout=60)
+                sent.extend(users)
+                seq += 1
+                stop.wait(1.0)
+        finally:
+            producer.close()
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     job = JobRunner(tmp_path, offsets_json(s, start))
-    kills = 0
+    proc = None
     try:
-        for _ in range(3):
+        for run in range(3):
             proc = job.start()
-            # Wait until it has committed at least one batch of this run, then kill it mid-flight.
-            runs_before = job.runs
+            # Wait until this run has finished a batch, then kill it at a random moment.
             wait_for(
-                lambda p=proc: "batch " in job.log_text() or p.poll() is not None,
-                240,
-                f"job run {runs_before}",
+                lambda p=proc: "INFO jobs.pipeline: batch " in job.log_text() or p.poll() is not None,
+                600,
+                f"a batch of job run {run + 1}",
             )
             assert proc.poll() is None, job.log_text()[-3000:]
-            time.sleep(rng.uniform(0.5, 6.0))
+            time.sleep(kill_rng.uniform(0.5, 8.0))
             job.kill(proc)
-            kills += 1
+            proc = None
     finally:
-        feeder.join(timeout=120)
+        if proc is not None:
+            job.kill(proc)
         stop.set()
-    assert kills == 3
+        feeder.join(timeout=120)
+    assert not feeder.is_alive()
     job.run_available_now()
 
-    expected = [u for _k, _v, users in batches for u in users]
+    expected = [u["login"]["uuid"] for u in sent]
+    assert len(expected) == len(set(expected)) > 0
     ids = [d["_id"] for d in mongo_db["randomUserCollection"].find({}, {"_id": 1})]
-    assert sorted(ids) == sorted(u["login"]["uuid"] for u in expected)
+    assert sorted(ids) == sorted(expected)
     rows = [r.user_id for r in cassandra_admin.execute("SELECT user_id FROM random_user_table")]
-    assert Counter(rows) == Counter(u["login"]["uuid"] for u in expected)
+    assert Counter(rows) == Counter(expected)
     latest = [
         r.user_id
         for r in cassandra_admin.execute("SELECT user_id FROM latest_users WHERE day = '2026-11-27'")
     ]
-    assert Counter(latest) == Counter(u["login"]["uuid"] for u in expected)
-    assert cassandra_country_stats(cassandra_admin) == expected_country_stats(expected)
-    assert FETCHED_AT.startswith("2026-11-27")
+    assert Counter(latest) == Counter(expected)
+    assert cassandra_country_stats(cassandra_admin) == expected_country_stats(sent)
