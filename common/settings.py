@@ -20,8 +20,9 @@ class SettingsError(ValueError):
     """A configuration value is missing or invalid (the message names it)."""
 
 
-def _int(env: Mapping[str, str], key: str, low: int, high: int) -> int:
-    raw = env.get(key, "")
+def env_int(env: Mapping[str, str], key: str, low: int, high: int, default: int | None = None) -> int:
+    """An integer setting within low..high; a one-line SettingsError names the variable."""
+    raw = env.get(key) or ("" if default is None else str(default))
     try:
         value = int(raw)
     except ValueError:
@@ -188,9 +189,9 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
         bootstrap_servers=bootstrap or f"{bind}:9092",
         local=not bootstrap,
         topic=env.get("KAFKA_TOPIC") or "random_user_data",
-        partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", 1, 1000),
-        replication=_int(env, "KAFKA_TOPIC_REPLICATION", 1, 10),
-        retention_ms=_int(env, "KAFKA_RETENTION_MS", 60_000, 10**13),
+        partitions=env_int(env, "KAFKA_TOPIC_PARTITIONS", 1, 1000),
+        replication=env_int(env, "KAFKA_TOPIC_REPLICATION", 1, 10),
+        retention_ms=env_int(env, "KAFKA_RETENTION_MS", 60_000, 10**13),
         security_protocol=protocol,
         sasl_mechanism=mechanism,
         admin=_account(env, "KAFKA_ADMIN"),
@@ -208,7 +209,7 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
         raise SettingsError("CASSANDRA_REPLICATION must be a map with a 'class' key")
     cassandra = CassandraSettings(
         hosts=hosts or (bind,),
-        port=_int(env, "CASSANDRA_PORT", 1, 65535),
+        port=env_int(env, "CASSANDRA_PORT", 1, 65535),
         local=not hosts,
         local_dc=env.get("CASSANDRA_LOCAL_DC") or "datacenter1",
         keyspace=env.get("CASSANDRA_KEYSPACE") or "random_user_keyspace",
@@ -221,7 +222,7 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
     external_uri = env.get("MONGO_URI", "").strip()
     mongo = MongoSettings(
         host=bind,
-        port=_int(env, "MONGO_PORT", 1, 65535),
+        port=env_int(env, "MONGO_PORT", 1, 65535),
         local=not external_uri,
         database=env.get("MONGO_DATABASE") or "randomUserDB",
         external_uri=external_uri,
@@ -237,7 +238,7 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
         raise SettingsError("PSEUDONYM_KEY must be hex") from None
     if len(key) < 16:
         raise SettingsError("PSEUDONYM_KEY must be at least 16 bytes (32 hex digits)")
-    pseudonym = PseudonymSettings(key=key, key_version=_int(env, "PSEUDONYM_KEY_VERSION", 1, 10_000))
+    pseudonym = PseudonymSettings(key=key, key_version=env_int(env, "PSEUDONYM_KEY_VERSION", 1, 10_000))
     return Settings(
         env=dict(env), stack=stack, kafka=kafka, cassandra=cassandra, mongo=mongo, pseudonym=pseudonym
     )

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from common import envfile
-from common.settings import CassandraSettings, SettingsError
+from common.settings import CassandraSettings, SettingsError, env_int
 from common.settings import from_mapping as common_from_mapping
 
 # The refresh interval a user may pick in the page; queries are cached for at most
@@ -54,17 +54,6 @@ class DashboardSettings:
         return f"DashboardSettings(host={self.host!r}, port={self.port}, users={len(self.users)})"
 
 
-def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw = env.get(key) or str(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{key}={value} is outside {low}..{high}")
-    return value
-
-
 def _user(env: Mapping[str, str], role: Role) -> DashboardUser:
     prefix = f"DASHBOARD_{role.value.upper()}"
     name = env.get(f"{prefix}_USER") or role.value
@@ -83,11 +72,13 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> D
         raise SettingsError("DASHBOARD_OPERATOR_USER and DASHBOARD_VIEWER_USER must differ")
     return DashboardSettings(
         host=env.get("DASHBOARD_HOST") or "127.0.0.1",
-        port=_int(env, "DASHBOARD_PORT", 8501, 1, 65535),
-        refresh_seconds=_int(env, "DASHBOARD_REFRESH_SECONDS", 5, MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS),
-        min_count=_int(env, "DASHBOARD_MIN_COUNT", 5, 1, 1_000_000),
-        top_countries=_int(env, "DASHBOARD_TOP_COUNTRIES", 10, 1, 100),
-        latest_default=_int(env, "DASHBOARD_LATEST_USERS", 10, 1, 500),
+        port=env_int(env, "DASHBOARD_PORT", 1, 65535, default=8501),
+        refresh_seconds=env_int(
+            env, "DASHBOARD_REFRESH_SECONDS", MIN_REFRESH_SECONDS, MAX_REFRESH_SECONDS, default=5
+        ),
+        min_count=env_int(env, "DASHBOARD_MIN_COUNT", 1, 1_000_000, default=5),
+        top_countries=env_int(env, "DASHBOARD_TOP_COUNTRIES", 1, 100, default=10),
+        latest_default=env_int(env, "DASHBOARD_LATEST_USERS", 1, 500, default=10),
         users=users,
         # The shared settings validate every account of the project; the dashboard keeps Cassandra.
         cassandra=common_from_mapping(env, root).cassandra,

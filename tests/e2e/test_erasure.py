@@ -191,17 +191,6 @@ def test_erasure_removes_the_person_everywhere_and_secrets_stay_hidden(
     assert alice_id not in json.dumps(ledger, default=str)
 
 
-def _table_properties(table_dir: Path) -> dict[str, str]:
-    """The configuration of the table's latest metadata action, read from its Delta log."""
-    config: dict[str, str] = {}
-    for commit in sorted((table_dir / "_delta_log").glob("*.json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "metaData" in action:
-                config = action["metaData"].get("configuration", {})
-    return config
-
-
 def _assert_no_raw_contacts(cassandra_admin: Session, mongo_db: Any, raw: set[str]) -> None:
     """Every Cassandra row and MongoDB document of the test namespace: no email, no raw phone."""
     texts: list[str] = []
