@@ -58,6 +58,14 @@ case "$cmd" in
       "${s}_stop"
       rm -rf "$STACK_DIR/$s/data"
       say "$s" "data wiped"
+      if [ "$s" = kafka ]; then
+        # The job's checkpoints hold Kafka offsets and the lake holds what they produced:
+        # with a new, empty topic both would be wrong (the job stops on the data loss).
+        ckpt="$(abspath "${CHECKPOINT_DIR:-checkpoints}")"; lake="$(abspath "${LAKE_DIR:-lake}")"
+        find "$ckpt" -mindepth 1 -maxdepth 1 ! -name .gitkeep -exec rm -rf {} + 2>/dev/null
+        rm -rf "$lake"
+        say job "checkpoints ($ckpt) and lake ($lake) wiped with the topic"
+      fi
     done
     ;;
   logs)
