@@ -29,11 +29,11 @@ from cassandra import (
     Unauthorized,
     Unavailable,
 )
-from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
-from cassandra.policies import ConstantReconnectionPolicy, DCAwareRoundRobinPolicy
+from cassandra.cluster import Cluster, NoHostAvailable, Session
+from cassandra.policies import ConstantReconnectionPolicy
 
 from common.settings import CassandraSettings
+from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +66,12 @@ def utc(value: dt.datetime | None) -> dt.datetime | None:
 
 def connect(settings: CassandraSettings) -> tuple[Cluster, Session]:
     """A session as the read-only dashboard account, in the project's keyspace."""
-    account = settings.reader
-    cluster = Cluster(
-        contact_points=list(settings.hosts),
-        port=settings.port,
-        auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
-        execution_profiles={
-            EXEC_PROFILE_DEFAULT: ExecutionProfile(
-                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
-                request_timeout=REQUEST_TIMEOUT_S,
-            )
-        },
-        reconnection_policy=ConstantReconnectionPolicy(RECONNECT_DELAY_S, max_attempts=None),
+    cluster = build_cluster(
+        settings,
+        settings.reader,
         connect_timeout=CONNECT_TIMEOUT_S,
-        control_connection_timeout=CONNECT_TIMEOUT_S,
-        protocol_version=5,
+        request_timeout=REQUEST_TIMEOUT_S,
+        reconnection_policy=ConstantReconnectionPolicy(RECONNECT_DELAY_S, max_attempts=None),
     )
     try:
         return cluster, cluster.connect(settings.keyspace)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import logging
 
-from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import Cluster
-from cassandra.policies import DCAwareRoundRobinPolicy
 from kafka import KafkaConsumer
 from pymongo import MongoClient
 
 from common.settings import Settings
+from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +53,7 @@ def check_kafka(s: Settings) -> None:
 
 def check_cassandra(s: Settings) -> None:
     c = s.cassandra
-    cluster = Cluster(
-        list(c.hosts),
-        port=c.port,
-        auth_provider=PlainTextAuthProvider(c.writer.user, c.writer.password),
-        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=c.local_dc),
-        protocol_version=5,
-        connect_timeout=10,
-    )
+    cluster = build_cluster(c, c.writer, connect_timeout=10)
     try:
         cluster.connect()
         keyspace = cluster.metadata.keyspaces.get(c.keyspace)

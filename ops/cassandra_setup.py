@@ -90,23 +90,36 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@contextmanager
-def session(settings: CassandraSettings, account: Account, keyspace: str | None = None) -> Iterator[Session]:
-    """An authenticated session; the cluster object is always shut down afterwards."""
-    cluster = Cluster(
+def build_cluster(
+    settings: CassandraSettings,
+    account: Account,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    request_timeout: float = REQUEST_TIMEOUT_S,
+    **extra: Any,
+) -> Cluster:
+    """The one way the project's Python clients reach Cassandra: an account, the local DC, timeouts."""
+    return Cluster(
         contact_points=list(settings.hosts),
         port=settings.port,
         auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
         execution_profiles={
             EXEC_PROFILE_DEFAULT: ExecutionProfile(
                 load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
-                request_timeout=REQUEST_TIMEOUT_S,
+                request_timeout=request_timeout,
             )
         },
-        connect_timeout=CONNECT_TIMEOUT_S,
-        control_connection_timeout=CONNECT_TIMEOUT_S,
+        connect_timeout=connect_timeout,
+        control_connection_timeout=connect_timeout,
         protocol_version=5,
+        **extra,
     )
+
+
+@contextmanager
+def session(settings: CassandraSettings, account: Account, keyspace: str | None = None) -> Iterator[Session]:
+    """An authenticated session; the cluster object is always shut down afterwards."""
+    cluster = build_cluster(settings, account)
     try:
         yield cluster.connect(keyspace)
     finally:
