@@ -4,7 +4,8 @@ Each write here is idempotent, so a micro-batch that runs twice (after a crash o
 SIGKILL between two sinks) changes nothing the second time:
 - Delta appends carry `txnAppId`/`txnVersion`; Delta MERGEs run under the session's
   `spark.databricks.delta.write.txnAppId`/`txnVersion`: Delta skips a version it already has.
-- MongoDB: replace-upsert by a deterministic `_id`.
+- MongoDB: insert by a deterministic `_id`; a rerun that meets its own documents
+  replace-upserts them instead (same result).
 - Cassandra: plain INSERTs (upserts) on deterministic primary keys; no counters.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 
 from common.settings import SettingsError
 from jobs.settings import JobSettings
@@ -224,17 +225,39 @@ def delta_version(spark: SparkSession, path: str) -> int:
 
 
 def write_mongo(df: DataFrame, job: JobSettings, collection: str) -> None:
-    """Replace-upsert each row as one document by its `_id` (deterministic)."""
-    (
+    """Write each row as one document with a deterministic `_id`, idempotently.
+
+    Fast path: an unordered bulk insert. The pipeline only sends documents that are new
+    (users this batch added to silver, anomalies of this batch), so the insert succeeds
+    unless this batch ran before (a rerun after a crash) and some documents are already
+    there: then the whole batch is replace-upserted by `_id`, which leaves the same
+    documents. On FerretDB/SQLite an insert is ~200x faster than a replace-upsert
+    (docs/PERFORMANCE.md); a real MongoDB gains too.
+    """
+    try:
+        _mongo_writer(df, job, collection).option("operationType", "insert").option("ordered", "false").save()
+    except Exception as exc:  # py4j wraps the driver's MongoBulkWriteException
+        if not is_duplicate_key(exc):
+            raise
+        log.info("mongo %s: documents of this batch already there (a rerun): replace-upserting", collection)
+        _mongo_writer(df, job, collection).option("operationType", "replace").option(
+            "idFieldList", "_id"
+        ).option("upsertDocument", "true").save()
+
+
+def _mongo_writer(df: DataFrame, job: JobSettings, collection: str) -> DataFrameWriter:
+    return (
         df.write.format("mongodb")
         .mode("append")
         .option("database", job.common.mongo.database)
         .option("collection", collection)
-        .option("operationType", "replace")
-        .option("idFieldList", "_id")
-        .option("upsertDocument", "true")
-        .save()
     )
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """True when a write failed only because an `_id` exists already (E11000)."""
+    text = str(exc)
+    return "E11000" in text or "duplicate key" in text.lower()
 
 
 # --- Cassandra ----------------------------------------------------------------------------
