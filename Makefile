@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## install the Python dependencies into .venv
 
-up: venv ## install what is missing and start Kafka, Cassandra and FerretDB
-	@scripts/stack.sh up
+up: venv ## install what is missing and start Kafka, Cassandra and FerretDB (TLS=0|1: client TLS off/on, default on)
+	@$(if $(TLS),STACK_TLS=$(TLS) )scripts/stack.sh up
 
 down: ## stop the servers gracefully (data kept)
 	@scripts/stack.sh down

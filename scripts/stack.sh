@@ -7,12 +7,18 @@
 # A server whose address is set in the environment (KAFKA_BOOTSTRAP_SERVERS,
 # CASSANDRA_HOSTS, MONGO_URI) is external: it is neither installed nor started,
 # only checked and set up (topic, ACLs, schema, users) when credentials allow.
+#
+# STACK_TLS=true (the default; `make up TLS=0|1`): a local CA and server certificate are made
+# once under $STACK_DIR/tls/ and every local server also offers TLS to clients (Kafka SASL_SSL
+# on KAFKA_TLS_PORT, Cassandra on its native port, FerretDB on MONGO_TLS_PORT), beside the
+# plaintext loopback listeners. A server running with the other STACK_TLS is restarted by `up`.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 for svc in kafka cassandra ferretdb; do
   [ -f "$ROOT/scripts/stack/$svc.sh" ] || { echo "stack: scripts/stack/$svc.sh is missing" >&2; exit 2; }
   . "$ROOT/scripts/stack/$svc.sh"
 done
+. "$ROOT/scripts/stack/tls.sh"
 
 ALL=(kafka cassandra ferretdb)
 is_local() {
@@ -31,11 +37,22 @@ services=("$@"); [ ${#services[@]} -gt 0 ] || services=("${ALL[@]}")
 case "$cmd" in
   up)
     t0=$SECONDS
+    tls_mode=false; tls_enabled && tls_mode=true
     for s in "${services[@]}"; do
       if is_local "$s"; then "${s}_install"; else say "$s" "external server configured: not installing"; fi
     done
+    if [ "$tls_mode" = true ]; then tls_ensure; fi
     for s in "${services[@]}"; do
-      if is_local "$s"; then "${s}_start"; fi
+      if is_local "$s"; then
+        # $RUN_DIR/SERVICE.tls records the STACK_TLS a server was started with (none: false).
+        running_tls="$(cat "$RUN_DIR/$s.tls" 2>/dev/null || echo false)"
+        if is_running "$s" && [ "$running_tls" != "$tls_mode" ]; then
+          say "$s" "running with STACK_TLS=$running_tls: restarting it with STACK_TLS=$tls_mode"
+          "${s}_stop"
+        fi
+        "${s}_start"
+        echo "$tls_mode" > "$RUN_DIR/$s.tls"
+      fi
       "${s}_setup"
     done
     say stack "up in $((SECONDS - t0))s"

@@ -34,9 +34,14 @@ cassandra_install() {
 _cassandra_render() {
   local conf="$CASSANDRA_HOME/conf" data="$CASSANDRA_HOME/data"
   mkdir -p "$conf/triggers" "$data"/{data,commitlog,saved_caches,hints,cdc_raw}
-  sed -e "s|@DATA_DIR@|$data|g" -e "s|@BIND_HOST@|$STACK_BIND_HOST|g" \
+  local tls=false pw=""
+  if tls_enabled; then tls=true; pw="$(head -n1 "$TLS_DIR/keystore.password")"; fi
+  # The key store password is hex (scripts/stack/tls.sh): safe in a sed replacement.
+  (umask 077; sed -e "s|@DATA_DIR@|$data|g" -e "s|@BIND_HOST@|$STACK_BIND_HOST|g" \
       -e "s|@NATIVE_PORT@|$CASSANDRA_PORT|g" -e "s|@STORAGE_PORT@|$CASSANDRA_STORAGE_PORT|g" \
-      "$CASSANDRA_SRC/cassandra.yaml.template" > "$conf/cassandra.yaml"
+      -e "s|@CLIENT_TLS@|$tls|g" -e "s|@TLS_DIR@|$TLS_DIR|g" -e "s|@KEYSTORE_PASSWORD@|$pw|g" \
+      "$CASSANDRA_SRC/cassandra.yaml.template" > "$conf/cassandra.yaml.tmp")
+  chmod 600 "$conf/cassandra.yaml.tmp"; mv -f "$conf/cassandra.yaml.tmp" "$conf/cassandra.yaml"
   sed -e "s|@LOG_FILE@|$CASSANDRA_LOG|g" "$CASSANDRA_SRC/logback.xml.template" > "$conf/logback.xml"
 }
 
@@ -91,7 +96,7 @@ cassandra_start() {
     done
     _cassandra_render
     _cassandra_java_args
-    say cassandra "starting on $STACK_BIND_HOST:$CASSANDRA_PORT (heap ${CASSANDRA_HEAP:-1G}, log $CASSANDRA_LOG)"
+    say cassandra "starting on $STACK_BIND_HOST:$CASSANDRA_PORT$(tls_enabled && echo ' (TLS optional on the same port)') (heap ${CASSANDRA_HEAP:-1G}, log $CASSANDRA_LOG)"
     start_daemon cassandra "$CASSANDRA_LOG" "$JAVA" "${CASSANDRA_JAVA_ARGS[@]}"
   fi
   # Ready = a real, authenticated CQL login (the admin, or on a fresh node the default

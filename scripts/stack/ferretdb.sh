@@ -19,6 +19,8 @@ FERRETDB_DEBUG_ADDR="127.0.0.1:${FERRETDB_DEBUG_PORT:-8088}"
 FERRETDB_PG_PORT="${FERRETDB_PG_PORT:-5433}"
 FERRETDB_PG_DIR="$FERRETDB_HOME/data/pg"
 FERRETDB_PG_LOG="$LOG_DIR/ferretdb-postgresql.log"
+# The TLS listener (STACK_TLS=true).
+MONGO_TLS_PORT="${MONGO_TLS_PORT:-27018}"
 
 _ferretdb_go() {
   local go
@@ -135,10 +137,17 @@ _ferretdb_pg_stop() {
 
 ferretdb_start() {
   _ferretdb_check_backend
-  local backend=() state="$FERRETDB_HOME/data/state"
+  local backend=() state="$FERRETDB_HOME/data/state" tls=() where="$STACK_BIND_HOST:$MONGO_PORT"
   mkdir -p "$state"
   if ! is_running ferretdb; then
     port_free "$MONGO_PORT" || fail ferretdb "port $MONGO_PORT is already in use by another process"
+    if tls_enabled; then
+      # A second listener, TLS only, beside the plaintext one (scripts/stack/tls.sh).
+      port_free "$MONGO_TLS_PORT" || fail ferretdb "port $MONGO_TLS_PORT (TLS) is already in use by another process"
+      tls=("--listen-tls=$STACK_BIND_HOST:$MONGO_TLS_PORT"
+           "--listen-tls-cert-file=$TLS_DIR/server.pem" "--listen-tls-key-file=$TLS_DIR/server.key")
+      where="$where, TLS on $STACK_BIND_HOST:$MONGO_TLS_PORT"
+    fi
     if [ "${FERRETDB_BACKEND:-sqlite}" = postgresql ]; then
       _ferretdb_pg_start
       # The URL carries the password: pass it through the environment, never argv (ps shows argv).
@@ -148,13 +157,13 @@ ferretdb_start() {
       mkdir -p "$FERRETDB_HOME/data/sqlite"
       backend=(--handler=sqlite "--sqlite-url=file:$FERRETDB_HOME/data/sqlite/")
     fi
-    say ferretdb "starting FerretDB $FERRETDB_VERSION (${FERRETDB_BACKEND:-sqlite}) on $STACK_BIND_HOST:$MONGO_PORT"
+    say ferretdb "starting FerretDB $FERRETDB_VERSION (${FERRETDB_BACKEND:-sqlite}) on $where"
     # The admin account is created on the first start only (FerretDB's --setup-* runs while the
     # admin database does not exist yet); its password goes through the environment, not argv.
     FERRETDB_SETUP_PASSWORD="$MONGO_ADMIN_PASSWORD" start_daemon ferretdb "$FERRETDB_LOG" \
       "$FERRETDB_BIN" "${backend[@]}" \
       "--state-dir=$state" \
-      "--listen-addr=$STACK_BIND_HOST:$MONGO_PORT" \
+      "--listen-addr=$STACK_BIND_HOST:$MONGO_PORT" "${tls[@]}" \
       "--debug-addr=$FERRETDB_DEBUG_ADDR" \
       --telemetry=disable \
       --log-format=console --log-level=info \

@@ -6,6 +6,8 @@ KAFKA_HOME="$STACK_DIR/kafka"
 KAFKA_LOG="$LOG_DIR/kafka.log"
 KAFKA_CLIENT_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
+# The SASL_SSL listener, only with STACK_TLS=true (scripts/stack/tls.sh).
+KAFKA_TLS_PORT="${KAFKA_TLS_PORT:-9094}"
 KAFKA_TEMPLATES="$ROOT/scripts/stack/kafka"
 
 # The broker's class path: every jar maven_fetch copied.
@@ -23,6 +25,11 @@ _kafka_render() {
   text="${text//@ADMIN_USER@/"$KAFKA_ADMIN_USER"}"
   text="${text//@ADMIN_PASSWORD@/"$KAFKA_ADMIN_PASSWORD"}"
   text="${text//@KAFKA_VERSION@/"$KAFKA_VERSION"}"
+  text="${text//@TLS_LISTENER@/"${KAFKA_TLS_LISTENER:-}"}"
+  text="${text//@TLS_DIR@/"$TLS_DIR"}"
+  if [[ "$text" == *@KEYSTORE_PASSWORD@* ]]; then
+    text="${text//@KEYSTORE_PASSWORD@/"$(head -n1 "$TLS_DIR/keystore.password")"}"
+  fi
   text="${text//@LOG4J_VERSION@/"$LOG4J_VERSION"}"
   (umask 077; printf '%s\n' "$text" > "$2")
 }
@@ -81,15 +88,26 @@ kafka_start() {
     wait_until kafka 60 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
     return 0
   fi
-  local port
-  for port in "$KAFKA_CLIENT_PORT" "$KAFKA_CONTROLLER_PORT"; do
+  local port ports=("$KAFKA_CLIENT_PORT" "$KAFKA_CONTROLLER_PORT") where="$STACK_BIND_HOST:$KAFKA_CLIENT_PORT"
+  KAFKA_TLS_LISTENER=""
+  if tls_enabled; then
+    KAFKA_TLS_LISTENER=",CLIENT_TLS://$STACK_BIND_HOST:$KAFKA_TLS_PORT"
+    ports+=("$KAFKA_TLS_PORT"); where="$where, SASL_SSL on $STACK_BIND_HOST:$KAFKA_TLS_PORT"
+  fi
+  for port in "${ports[@]}"; do
     port_free "$port" || fail kafka "port $port is already in use by another process (not ours: no pid file)"
   done
   mkdir -p "$KAFKA_HOME/conf"
   _kafka_render "$KAFKA_TEMPLATES/server.properties" "$KAFKA_HOME/conf/server.properties"
+  if tls_enabled; then
+    # Appended to the rendered file (mode 600: it holds the key store password).
+    _kafka_render "$KAFKA_TEMPLATES/server-tls.properties" "$KAFKA_HOME/conf/server-tls.properties"
+    cat "$KAFKA_HOME/conf/server-tls.properties" >> "$KAFKA_HOME/conf/server.properties"
+    rm -f "$KAFKA_HOME/conf/server-tls.properties"
+  fi
   cp "$KAFKA_TEMPLATES/log4j2.properties" "$KAFKA_HOME/conf/log4j2.properties"
   _kafka_format
-  say kafka "starting Kafka $KAFKA_VERSION on $STACK_BIND_HOST:$KAFKA_CLIENT_PORT (log: $KAFKA_LOG)"
+  say kafka "starting Kafka $KAFKA_VERSION on $where (log: $KAFKA_LOG)"
   _kafka_cmd
   start_daemon kafka "$KAFKA_LOG" "${KAFKA_CMD[@]}"
   wait_until kafka 120 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
