@@ -11,6 +11,7 @@ import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote_plus
 
 from common import envfile
@@ -32,6 +33,22 @@ def env_int(env: Mapping[str, str], key: str, low: int, high: int, default: int 
     return value
 
 
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def env_bool(env: Mapping[str, str], key: str, default: bool) -> bool:
+    """A boolean setting (true/false, 1/0, yes/no, on/off); a one-line SettingsError names the variable."""
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise SettingsError(f"{key}={raw!r} must be true or false")
+
+
 def _required(env: Mapping[str, str], key: str) -> str:
     value = env.get(key, "")
     if not value or value == envfile.GENERATED:
@@ -49,6 +66,29 @@ class Account:
 
 
 @dataclass(frozen=True)
+class JvmTruststore:
+    """A PKCS12 trust store for JVM clients (Spark's Cassandra and Mongo connectors).
+
+    The password stays in its file (0600) until a client needs it; it is never printed.
+    """
+
+    path: Path
+    password_file: Path
+
+    def password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"JVM_TRUSTSTORE_PASSWORD_FILE {self.password_file} cannot be read ({exc.strerror}); "
+                "run `make up` (STACK_TLS=true) to create it"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"JvmTruststore(path={str(self.path)!r}, password_file={str(self.password_file)!r})"
+
+
+@dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str
     local: bool
@@ -62,16 +102,41 @@ class KafkaSettings:
     producer: Account
     job: Account
     job_group_prefix: str
+    # SASL_SSL only: the CA bundle (PEM) that signed the brokers' certificates; "" = the system's CAs.
+    ssl_cafile: str = ""
 
-    def client_config(self, account: Account) -> dict[str, str]:
-        """kafka-python keyword arguments for one account."""
-        return {
+    @property
+    def tls(self) -> bool:
+        return self.security_protocol == "SASL_SSL"
+
+    def client_config(self, account: Account) -> dict[str, Any]:
+        """kafka-python keyword arguments for one account (TLS with hostname check under SASL_SSL)."""
+        config: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,
             "sasl_mechanism": self.sasl_mechanism,
             "sasl_plain_username": account.user,
             "sasl_plain_password": account.password,
         }
+        if self.tls:
+            config["ssl_check_hostname"] = True
+            if self.ssl_cafile:
+                config["ssl_cafile"] = self.ssl_cafile
+        return config
+
+    def jvm_config(self, account: Account) -> dict[str, str]:
+        """Java client properties for one account (Spark's Kafka source prefixes them with `kafka.`)."""
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.jaas.config": self.jaas(account),
+        }
+        if self.tls and self.ssl_cafile:
+            # Java clients read a PEM CA file directly (KIP-651); hostname verification is on by default.
+            config["ssl.truststore.type"] = "PEM"
+            config["ssl.truststore.location"] = self.ssl_cafile
+        return config
 
     def jaas(self, account: Account) -> str:
         """JAAS line for a JVM client (Spark's Kafka source)."""
@@ -92,6 +157,11 @@ class CassandraSettings:
     admin: Account
     writer: Account
     reader: Account
+    # TLS to the native port (CASSANDRA_SSL): the CA bundle for Python clients ("" = the
+    # system's CAs) and the PKCS12 trust store for the Spark connector.
+    ssl: bool = False
+    ssl_cafile: str = ""
+    jvm_truststore: JvmTruststore | None = None
 
     @property
     def replication_cql(self) -> str:
@@ -109,16 +179,31 @@ class MongoSettings:
     admin: Account
     writer: Account
     reader: Account
+    # TLS (MONGO_TLS; the local server's TLS port is `port`): the CA bundle for pymongo
+    # ("" = the system's CAs) and the PKCS12 trust store the Spark job installs in its JVM.
+    tls: bool = False
+    tls_cafile: str = ""
+    jvm_truststore: JvmTruststore | None = None
 
-    def uri(self, account: Account | None = None) -> str:
-        """Connection URI; with an external MONGO_URI it is used as given."""
+    def uri(self, account: Account | None = None, *, jvm: bool = False) -> str:
+        """Connection URI; with an external MONGO_URI it is used as given.
+
+        jvm=True: for the Java driver (Spark connector), which has no tlsCAFile option; it
+        trusts the JVM's trust store instead (jobs.sinks.spark_session installs it).
+        """
         if self.external_uri:
             return self.external_uri
         auth = ""
+        params: list[str] = []
         if account is not None:
             auth = f"{quote_plus(account.user)}:{quote_plus(account.password)}@"
-        params = "?authMechanism=SCRAM-SHA-256&authSource=admin" if account else ""
-        return f"mongodb://{auth}{self.host}:{self.port}/{params}"
+            params += ["authMechanism=SCRAM-SHA-256", "authSource=admin"]
+        if self.tls:
+            params.append("tls=true")
+            if self.tls_cafile and not jvm:
+                params.append(f"tlsCAFile={quote_plus(self.tls_cafile)}")
+        query = "?" + "&".join(params) if params else ""
+        return f"mongodb://{auth}{self.host}:{self.port}/{query}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +215,9 @@ class StackSettings:
     kafka_heap: str
     cassandra_heap: str
     ferretdb_backend: str
+    # STACK_TLS: the local servers also offer TLS to clients (certificates in tls_dir).
+    tls: bool = True
+    tls_dir: Path = Path(".stack/tls")
 
 
 @dataclass(frozen=True)
@@ -168,15 +256,34 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
     backend = env.get("FERRETDB_BACKEND", "sqlite")
     if backend not in {"sqlite", "postgresql"}:
         raise SettingsError(f"FERRETDB_BACKEND={backend!r} must be sqlite or postgresql")
+    stack_dir = path("STACK_DIR", ".stack")
     stack = StackSettings(
         root=root,
-        stack_dir=path("STACK_DIR", ".stack"),
+        stack_dir=stack_dir,
         cache_dir=path("STACK_CACHE_DIR", ".stack/cache"),
         bind_host=bind,
         kafka_heap=env.get("KAFKA_HEAP", "512m"),
         cassandra_heap=env.get("CASSANDRA_HEAP", "1G"),
         ferretdb_backend=backend,
+        tls=env_bool(env, "STACK_TLS", True),
+        tls_dir=stack_dir / "tls",
     )
+    local_ca = str(stack.tls_dir / "ca.pem")
+    truststore = JvmTruststore(
+        path=path("JVM_TRUSTSTORE", str(stack.tls_dir / "truststore.p12")),
+        password_file=path("JVM_TRUSTSTORE_PASSWORD_FILE", str(stack.tls_dir / "truststore.password")),
+    )
+
+    def cafile(key: str, local: bool) -> str:
+        # Default: the local stack's CA for the local server, the system's CAs for an external one.
+        value = (env.get(key) or "").strip()
+        if value:
+            return str(path(key, value))
+        return local_ca if local else ""
+
+    def needs_stack_tls(key: str, local: bool) -> None:
+        if local and not stack.tls:
+            raise SettingsError(f"{key} asks for TLS but STACK_TLS=false: the local server offers none")
 
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     protocol = env.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
@@ -185,8 +292,12 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
     mechanism = env.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
     if mechanism not in {"SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"}:
         raise SettingsError(f"KAFKA_SASL_MECHANISM={mechanism!r} is not supported")
+    kafka_tls = protocol == "SASL_SSL"
+    if kafka_tls:
+        needs_stack_tls("KAFKA_SECURITY_PROTOCOL=SASL_SSL", not bootstrap)
+    kafka_port = env_int(env, "KAFKA_TLS_PORT", 1, 65535, 9094) if kafka_tls else 9092
     kafka = KafkaSettings(
-        bootstrap_servers=bootstrap or f"{bind}:9092",
+        bootstrap_servers=bootstrap or f"{bind}:{kafka_port}",
         local=not bootstrap,
         topic=env.get("KAFKA_TOPIC") or "random_user_data",
         partitions=env_int(env, "KAFKA_TOPIC_PARTITIONS", 1, 1000),
@@ -198,6 +309,7 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
         producer=_account(env, "KAFKA_PRODUCER"),
         job=_account(env, "KAFKA_JOB"),
         job_group_prefix=env.get("KAFKA_JOB_GROUP_PREFIX") or "random-user-job",
+        ssl_cafile=cafile("KAFKA_SSL_CAFILE", not bootstrap) if kafka_tls else "",
     )
 
     hosts = tuple(h.strip() for h in env.get("CASSANDRA_HOSTS", "").split(",") if h.strip())
@@ -207,6 +319,9 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
         raise SettingsError("CASSANDRA_REPLICATION is not a CQL map like {'class': ...}") from None
     if not isinstance(replication, dict) or "class" not in replication:
         raise SettingsError("CASSANDRA_REPLICATION must be a map with a 'class' key")
+    cassandra_ssl = env_bool(env, "CASSANDRA_SSL", False)
+    if cassandra_ssl:
+        needs_stack_tls("CASSANDRA_SSL=true", not hosts)
     cassandra = CassandraSettings(
         hosts=hosts or (bind,),
         port=env_int(env, "CASSANDRA_PORT", 1, 65535),
@@ -217,18 +332,28 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
         admin=_account(env, "CASSANDRA_ADMIN"),
         writer=_account(env, "CASSANDRA_WRITER"),
         reader=_account(env, "CASSANDRA_READER"),
+        ssl=cassandra_ssl,
+        ssl_cafile=cafile("CASSANDRA_SSL_CAFILE", not hosts) if cassandra_ssl else "",
+        jvm_truststore=truststore,
     )
 
     external_uri = env.get("MONGO_URI", "").strip()
+    mongo_tls = env_bool(env, "MONGO_TLS", False)
+    if mongo_tls:
+        needs_stack_tls("MONGO_TLS=true", not external_uri)
+    plain_port = env_int(env, "MONGO_PORT", 1, 65535)
     mongo = MongoSettings(
         host=bind,
-        port=env_int(env, "MONGO_PORT", 1, 65535),
+        port=env_int(env, "MONGO_TLS_PORT", 1, 65535, 27018) if mongo_tls else plain_port,
         local=not external_uri,
         database=env.get("MONGO_DATABASE") or "randomUserDB",
         external_uri=external_uri,
         admin=_account(env, "MONGO_ADMIN"),
         writer=_account(env, "MONGO_WRITER"),
         reader=_account(env, "MONGO_READER"),
+        tls=mongo_tls,
+        tls_cafile=cafile("MONGO_TLS_CAFILE", not external_uri) if mongo_tls else "",
+        jvm_truststore=truststore,
     )
 
     key_hex = _required(env, "PSEUDONYM_KEY")

@@ -22,7 +22,7 @@ from typing import TypeVar
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 
-from common.settings import SettingsError
+from common.settings import Account, JvmTruststore, Settings, SettingsError
 from jobs.settings import JobSettings
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,66 @@ def spark_session(job: JobSettings, app_name: str) -> SparkSession:
     builder = (
         SparkSession.builder.appName(app_name)
         .config("spark.ui.port", str(job.ui_port))
-        .config("spark.cassandra.connection.host", ",".join(s.cassandra.hosts))
-        .config("spark.cassandra.connection.port", str(s.cassandra.port))
-        .config("spark.cassandra.connection.localDC", s.cassandra.local_dc)
-        .config("spark.cassandra.auth.username", s.cassandra.writer.user)
-        .config("spark.cassandra.auth.password", s.cassandra.writer.password)
         .config("spark.cassandra.output.consistency.level", job.cassandra_write_consistency)
-        .config("spark.mongodb.write.connection.uri", s.mongo.uri(s.mongo.writer))
-        .config("spark.mongodb.read.connection.uri", s.mongo.uri(s.mongo.writer))
+        .config("spark.mongodb.write.connection.uri", s.mongo.uri(s.mongo.writer, jvm=True))
+        .config("spark.mongodb.read.connection.uri", s.mongo.uri(s.mongo.writer, jvm=True))
     )
-    return builder.getOrCreate()
+    for key, value in cassandra_conf(s, s.cassandra.writer).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    if s.mongo.tls and s.mongo.jvm_truststore is not None:
+        install_jvm_trust(spark, s.mongo.jvm_truststore)
+    return spark
+
+
+def cassandra_conf(settings: Settings, account: Account) -> dict[str, str]:
+    """The Cassandra connector's connection settings (session conf, or options of one read/write)."""
+    c = settings.cassandra
+    conf = {
+        "spark.cassandra.connection.host": ",".join(c.hosts),
+        "spark.cassandra.connection.port": str(c.port),
+        "spark.cassandra.connection.localDC": c.local_dc,
+        "spark.cassandra.auth.username": account.user,
+        "spark.cassandra.auth.password": account.password,
+    }
+    if c.ssl:
+        if c.jvm_truststore is None:
+            raise SettingsError("CASSANDRA_SSL=true needs JVM_TRUSTSTORE for the Spark connector")
+        conf.update(
+            {
+                "spark.cassandra.connection.ssl.enabled": "true",
+                "spark.cassandra.connection.ssl.trustStore.path": str(c.jvm_truststore.path),
+                "spark.cassandra.connection.ssl.trustStore.password": c.jvm_truststore.password(),
+                "spark.cassandra.connection.ssl.trustStore.type": "PKCS12",
+            }
+        )
+    return conf
+
+
+def install_jvm_trust(spark: SparkSession, truststore: JvmTruststore) -> None:
+    """Make the trust store the JVM's default TLS context (MONGO_TLS).
+
+    The MongoDB Java driver under the Spark connector has no CA-file option: it uses the JVM's
+    default SSLContext. Set here, in the running driver JVM, it needs no password on a command
+    line and works even when something (Ivy) already initialised the default. Local mode runs
+    the executors in this JVM; on a cluster give the executors
+    -Djavax.net.ssl.trustStore=... in spark.executor.extraJavaOptions (docs/STACK.md).
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    keystore = jvm.java.security.KeyStore.getInstance("PKCS12")
+    stream = jvm.java.io.FileInputStream(str(truststore.path))
+    try:
+        keystore.load(stream, jvm.java.lang.String(truststore.password()).toCharArray())
+    finally:
+        stream.close()
+    factory = jvm.javax.net.ssl.TrustManagerFactory.getInstance(
+        jvm.javax.net.ssl.TrustManagerFactory.getDefaultAlgorithm()
+    )
+    factory.init(keystore)
+    context = jvm.javax.net.ssl.SSLContext.getInstance("TLS")
+    context.init(None, factory.getTrustManagers(), None)
+    jvm.javax.net.ssl.SSLContext.setDefault(context)
 
 
 def app_id_for(checkpoint: Path) -> str:
@@ -111,14 +161,11 @@ def with_retries(
 
 
 def read_kafka(spark: SparkSession, job: JobSettings, starting_offsets: str | None = None) -> DataFrame:
-    """The raw Kafka records of the topic as the job's user (SASL/SCRAM), with headers."""
+    """The raw Kafka records of the topic as the job's user (SASL/SCRAM, TLS with SASL_SSL), with headers."""
     k = job.common.kafka
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", k.bootstrap_servers)
-        .option("kafka.security.protocol", k.security_protocol)
-        .option("kafka.sasl.mechanism", k.sasl_mechanism)
-        .option("kafka.sasl.jaas.config", k.jaas(k.job))
+        .options(**kafka_options(job.common, k.job))
         .option("subscribe", k.topic)
         .option("groupIdPrefix", k.job_group_prefix)
         .option("includeHeaders", "true")
@@ -127,6 +174,11 @@ def read_kafka(spark: SparkSession, job: JobSettings, starting_offsets: str | No
         .option("maxOffsetsPerTrigger", str(job.max_offsets_per_trigger))
         .load()
     )
+
+
+def kafka_options(settings: Settings, account: Account) -> dict[str, str]:
+    """Spark Kafka source options of one account: SASL, and TLS with the CA under SASL_SSL."""
+    return {f"kafka.{key}": value for key, value in settings.kafka.jvm_config(account).items()}
 
 
 # --- Delta --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -98,7 +99,13 @@ def build_cluster(
     request_timeout: float = REQUEST_TIMEOUT_S,
     **extra: Any,
 ) -> Cluster:
-    """The one way the project's Python clients reach Cassandra: an account, the local DC, timeouts."""
+    """The one way the project's Python clients reach Cassandra: an account, the local DC, timeouts.
+
+    With CASSANDRA_SSL=true the connection is TLS, verified against CASSANDRA_SSL_CAFILE (or the
+    system's CAs) with the host name (the driver passes each node's address for the check).
+    """
+    if settings.ssl and "ssl_context" not in extra:
+        extra["ssl_context"] = tls_context(settings)
     return Cluster(
         contact_points=list(settings.hosts),
         port=settings.port,
@@ -114,6 +121,13 @@ def build_cluster(
         protocol_version=5,
         **extra,
     )
+
+
+def tls_context(settings: CassandraSettings) -> ssl.SSLContext:
+    """Client TLS context: certificate and host name verified, TLS 1.2 at least."""
+    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 @contextmanager
