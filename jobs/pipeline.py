@@ -84,7 +84,9 @@ class BatchProcessor:
 
     def _timed(self, report: BatchReport, name: str, action: Callable[[], object]) -> None:
         start = time.monotonic()
-        sinks.with_retries(name, action, base_delay=self.retry_base_delay)
+        sinks.with_retries(
+            name, action, base_delay=self.retry_base_delay, stall_timeout=self.job.sink_stall_timeout_s
+        )
         report.durations_ms[name] = round((time.monotonic() - start) * 1000)
 
     def process(self, raw: DataFrame, batch_id: int) -> BatchReport:

@@ -27,6 +27,7 @@ class JobSettings:
     trigger_interval: str
     ui_port: int
     cassandra_write_consistency: str
+    sink_stall_timeout_s: int = 600
 
     def table(self, name: str) -> str:
         """Path of a Delta table of the lake (bronze, quarantine, silver, gold_*)."""
@@ -79,6 +80,7 @@ def from_settings(settings: Settings) -> JobSettings:
         trigger_interval=trigger,
         ui_port=ui_port,
         cassandra_write_consistency=consistency,
+        sink_stall_timeout_s=common_settings.env_int(env, "SINK_STALL_TIMEOUT_S", 30, 86_400, 600),
     )
 
 

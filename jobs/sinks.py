@@ -12,6 +12,8 @@ SIGKILL between two sinks) changes nothing the second time:
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -135,6 +137,27 @@ def one_line(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+STALL_EXIT_CODE = 3
+
+
+def exit_on_stall(name: str, seconds: float) -> None:
+    """Crash-only recovery from a hung sink: exit, let the supervisor restart the job.
+
+    Some client calls have no timeout of their own (the Cassandra driver's schema refresh
+    waits forever on a connection lost while a server restarted: apache/cassandra-java-driver
+    JAVA-2546, scylladb/java-driver#343). The batch was not committed, so the restarted job
+    runs it again, idempotently.
+    """
+    log.error(
+        "sink %s stalled for %.0fs (hung client call): exiting with %d so the supervisor restarts the job",
+        name,
+        seconds,
+        STALL_EXIT_CODE,
+    )
+    logging.shutdown()
+    os._exit(STALL_EXIT_CODE)
+
+
 def with_retries(
     name: str,
     action: Callable[[], T],
@@ -142,10 +165,21 @@ def with_retries(
     base_delay: float = 1.0,
     max_delay: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
+    stall_timeout: float | None = None,
+    on_stall: Callable[[str, float], None] = exit_on_stall,
 ) -> T:
-    """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data."""
+    """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data.
+
+    A failing attempt is retried with backoff; an attempt that neither fails nor returns
+    within `stall_timeout` seconds calls `on_stall` (by default: exit for a restart).
+    """
     attempt = 0
     while True:
+        timer = None
+        if stall_timeout:
+            timer = threading.Timer(stall_timeout, on_stall, (name, stall_timeout))
+            timer.daemon = True
+            timer.start()
         try:
             return action()
         except Exception as exc:
@@ -155,6 +189,9 @@ def with_retries(
                 "sink %s failed (attempt %d), retrying in %.0fs: %s", name, attempt, delay, one_line(exc)
             )
             sleep(delay)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 # --- Kafka --------------------------------------------------------------------------------
