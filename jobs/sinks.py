@@ -86,10 +86,13 @@ def install_jvm_trust(spark: SparkSession, truststore: JvmTruststore) -> None:
     """
     jvm = spark.sparkContext._jvm
     assert jvm is not None
+    password = truststore.password()
+    # A char[] built inside the JVM (py4j turns every returned String into a Python str).
+    chars = jvm.java.nio.CharBuffer.allocate(len(password)).put(password).array()
     keystore = jvm.java.security.KeyStore.getInstance("PKCS12")
     stream = jvm.java.io.FileInputStream(str(truststore.path))
     try:
-        keystore.load(stream, jvm.java.lang.String(truststore.password()).toCharArray())
+        keystore.load(stream, chars)
     finally:
         stream.close()
     factory = jvm.javax.net.ssl.TrustManagerFactory.getInstance(

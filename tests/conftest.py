@@ -8,6 +8,7 @@ it, it never turns them into skips.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("KAFKA_TOPIC", "random_user_data_test")
 os.environ.setdefault("CASSANDRA_KEYSPACE", "random_user_keyspace_test")
 os.environ.setdefault("MONGO_DATABASE", "randomUserDB_test")
+# The test stack always offers TLS to clients (tests/integration/test_tls.py connects over it);
+# `scripts/stack.sh up` restarts a server that runs without. Clients stay on plaintext by default.
+os.environ["STACK_TLS"] = "true"
 FIXTURES = (ROOT.parent / "shared" / "fixtures" / "randomuser").resolve()
 
 
@@ -77,13 +81,27 @@ def _delta_package() -> str:
 
 
 def _delta_jars(ivy: Path) -> list[Path]:
-    """The pinned Delta jars when already in the project's ivy cache (any spark-submit fetched them)."""
+    """The pinned Delta jars when already in the project's ivy cache (any spark-submit fetched them).
+
+    With them, the connectors' jars (Kafka, MongoDB, Cassandra) that spark-submit resolved into
+    the same cache: the jobs' whole class path, as spark-submit gives it (jars Spark already has
+    lose to Spark's own). Left out when two versions of one artifact lie there (after a version
+    change), so that no test runs on a mix.
+    """
     group, artifact, version = _delta_package().split(":")
     jars = [
         ivy / "jars" / f"{group}_{artifact}-{version}.jar",
         ivy / "jars" / f"{group}_delta-storage-{version}.jar",
     ]
-    return jars if all(j.is_file() for j in jars) else []
+    if not all(j.is_file() for j in jars):
+        return []
+    by_artifact: dict[str, list[Path]] = {}
+    for jar in sorted((ivy / "jars").glob("*.jar")):
+        match = re.match(r"^(.+?)-\d.*\.jar$", jar.name)
+        by_artifact.setdefault(match.group(1) if match else jar.name, []).append(jar)
+    if all(len(found) == 1 for found in by_artifact.values()):
+        jars += [found[0] for found in by_artifact.values() if found[0] not in jars]
+    return jars
 
 
 @pytest.fixture(scope="session")
