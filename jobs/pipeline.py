@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
@@ -58,6 +59,18 @@ class BatchReport:
         )
 
 
+def run_lanes(lanes: list[Callable[[], None]], concurrency: int) -> None:
+    """Run the lanes, at most `concurrency` at a time; the first error is raised after all ended."""
+    if concurrency <= 1 or len(lanes) == 1:
+        for run in lanes:
+            run()
+        return
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sink-lane") as pool:
+        futures = [pool.submit(run) for run in lanes]
+    for future in futures:
+        future.result()
+
+
 class BatchProcessor:
     """Callable for foreachBatch: process(raw Kafka rows, batch id)."""
 
@@ -78,6 +91,7 @@ class BatchProcessor:
         self.retry_base_delay = retry_base_delay
         self.on_report = on_report
         self.write_bronze = write_bronze
+        self._quarantine_exists = False
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         self.process(raw, batch_id)
@@ -123,13 +137,15 @@ class BatchProcessor:
                 "*", F.lit(app).alias("first_app_id"), F.lit(batch_id).cast("bigint").alias("first_batch_id")
             )
 
-            self._timed(
-                report,
-                "quarantine",
-                lambda: sinks.append_idempotent(
-                    bad.transform(quality.quarantine_raw(started)), job.table("quarantine"), app, batch_id
-                ),
-            )
+            # No bad record: nothing to append, once the table exists (readers expect it).
+            if report.quarantined or not self.quarantine_exists():
+                self._timed(
+                    report,
+                    "quarantine",
+                    lambda: sinks.append_idempotent(
+                        bad.transform(quality.quarantine_raw(started)), job.table("quarantine"), app, batch_id
+                    ),
+                )
             self._timed(
                 report,
                 "silver",
@@ -141,41 +157,6 @@ class BatchProcessor:
             cached.append(new_users)
             report.new_users = new_users.count()
             batch_users = silver_rows.count()
-
-            if report.new_users:
-                self._timed(report, "gold", lambda: self.update_gold(batch_id, started))
-                self._timed(
-                    report,
-                    "mongo_users",
-                    lambda: sinks.write_mongo(
-                        projections.to_mongo_documents(new_users), job, "randomUserCollection"
-                    ),
-                )
-                self._timed(
-                    report,
-                    "cassandra_users",
-                    lambda: sinks.write_cassandra(
-                        projections.to_random_user_rows(new_users), job, "random_user_table"
-                    ),
-                )
-                self._timed(
-                    report,
-                    "cassandra_latest",
-                    lambda: sinks.write_cassandra(
-                        projections.to_latest_users_rows(new_users), job, "latest_users"
-                    ),
-                )
-                self._timed(report, "cassandra_stats", self.project_gold)
-            if report.quarantined:
-                self._timed(
-                    report,
-                    "mongo_anomalies",
-                    lambda: sinks.write_mongo(
-                        bad.transform(quality.quarantine_documents(key, key_version, started)),
-                        job,
-                        "anomalies",
-                    ),
-                )
             batch_time = raw.agg(F.max("timestamp")).first()[0]  # type: ignore[index]
             quality_row = quality.batch_metrics(checked).select(
                 transform.utc_date(F.lit(batch_time).cast("timestamp")).alias("day"),
@@ -184,11 +165,58 @@ class BatchProcessor:
                 "*",
                 F.lit(batch_users - report.new_users).cast("bigint").alias("duplicates_across"),
             )
-            self._timed(
-                report,
+
+            # The projections depend on silver only, not on each other: independent lanes, run
+            # concurrently (SINK_CONCURRENCY), the serving tables of the dashboard first. Each
+            # write is idempotent; Spark commits the batch only after every lane returned.
+            Step = tuple[str, Callable[[], object]]
+            new, bad_too = report.new_users > 0, report.quarantined > 0
+            serving: list[Step] = [
+                (
+                    "cassandra_latest",
+                    lambda: sinks.write_cassandra(
+                        projections.to_latest_users_rows(new_users), job, "latest_users"
+                    ),
+                ),
+                (
+                    "cassandra_users",
+                    lambda: sinks.write_cassandra(
+                        projections.to_random_user_rows(new_users), job, "random_user_table"
+                    ),
+                ),
+            ]
+            aggregated: list[Step] = [
+                ("gold", lambda: self.update_gold(batch_id, started)),
+                ("cassandra_stats", self.project_gold),
+            ]
+            documents: list[Step] = [
+                (
+                    "mongo_users",
+                    lambda: sinks.write_mongo(
+                        projections.to_mongo_documents(new_users), job, "randomUserCollection"
+                    ),
+                )
+            ]
+            anomalies: list[Step] = [
+                (
+                    "mongo_anomalies",
+                    lambda: sinks.write_mongo(
+                        bad.transform(quality.quarantine_documents(key, key_version, started)),
+                        job,
+                        "anomalies",
+                    ),
+                )
+            ]
+            quality_step: Step = (
                 "cassandra_quality",
                 lambda: sinks.write_cassandra(quality_row, job, "quality_metrics"),
             )
+            lanes = [
+                (serving if new else []) + [quality_step],
+                aggregated if new else [],
+                (documents if new else []) + (anomalies if bad_too else []),
+            ]
+            run_lanes([self._lane(report, steps) for steps in lanes if steps], job.sink_concurrency)
         finally:
             for df in cached:
                 df.unpersist()
@@ -197,6 +225,20 @@ class BatchProcessor:
         if self.on_report is not None:
             self.on_report(report)
         return report
+
+    def _lane(self, report: BatchReport, steps: list[tuple[str, Callable[[], object]]]) -> Callable[[], None]:
+        def run() -> None:
+            for name, action in steps:
+                self._timed(report, name, action)
+
+        return run
+
+    def quarantine_exists(self) -> bool:
+        if not self._quarantine_exists:
+            self._quarantine_exists = (
+                sinks.read_delta_if_exists(self.spark, self.job.table("quarantine")) is not None
+            )
+        return self._quarantine_exists
 
     def erasure_ledger(self) -> DataFrame | None:
         """The erasure ledger (subject keys only), or None before the first erasure."""

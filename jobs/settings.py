@@ -28,6 +28,7 @@ class JobSettings:
     ui_port: int
     cassandra_write_consistency: str
     sink_stall_timeout_s: int = 600
+    sink_concurrency: int = 3
 
     def table(self, name: str) -> str:
         """Path of a Delta table of the lake (bronze, quarantine, silver, gold_*)."""
@@ -81,6 +82,7 @@ def from_settings(settings: Settings) -> JobSettings:
         ui_port=ui_port,
         cassandra_write_consistency=consistency,
         sink_stall_timeout_s=common_settings.env_int(env, "SINK_STALL_TIMEOUT_S", 30, 86_400, 600),
+        sink_concurrency=common_settings.env_int(env, "SINK_CONCURRENCY", 1, 8, 3),
     )
 
 
