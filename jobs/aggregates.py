@@ -1,8 +1,9 @@
-"""Gold aggregates from silver users: absolute values, recomputed, never incremented.
+"""Gold aggregates from silver users: absolute values, never incremented in a sink.
 
-Cassandra gets them by plain upsert (see ddl/cassandra/002_tables.cql): a recomputed
-absolute value is idempotent, a counter increment is not. sum_age travels with avg_age
-so a reader can combine groups exactly.
+Cassandra gets them by plain upsert (see ddl/cassandra/002_tables.cql): an absolute
+value is idempotent, a counter increment is not. sum_age travels with avg_age so groups
+combine exactly: gold after a batch = gold before it + the aggregates of the users the
+batch added to silver (`add_increment`), equal to a full recomputation from silver.
 """
 
 from __future__ import annotations
@@ -127,3 +128,27 @@ def age_band_stats(last_update: dt.datetime) -> Transformation:
         )
 
     return transform
+
+
+def add_increment(previous: DataFrame, increment: DataFrame, key: str, last_update: dt.datetime) -> DataFrame:
+    """previous + increment, both shaped by the same factory: counts and sums added per key,
+    avg_age recomputed from them, every row stamped `last_update` (as a recomputation does).
+
+    Exact: every measure is a count or a sum, and avg_age = sum_age / count_users.
+    """
+    measures = [c for c in previous.columns if c not in {key, "avg_age", "last_update"}]
+    added = (
+        previous.select(key, *measures)
+        .unionByName(increment.select(key, *measures))
+        .groupBy(key)
+        .agg(*(F.sum(c).cast("bigint").alias(c) for c in measures))
+    )
+    columns: list[Column | str] = []
+    for column in previous.columns:
+        if column == "avg_age":
+            columns.append((F.col("sum_age") / F.col("count_users")).cast("double").alias("avg_age"))
+        elif column == "last_update":
+            columns.append(literal_time(last_update).alias("last_update"))
+        else:
+            columns.append(column)
+    return added.select(*columns)

@@ -29,6 +29,7 @@ class JobSettings:
     cassandra_write_consistency: str
     sink_stall_timeout_s: int = 600
     sink_concurrency: int = 3
+    gold_full_recompute_every: int = 1000
 
     def table(self, name: str) -> str:
         """Path of a Delta table of the lake (bronze, quarantine, silver, gold_*)."""
@@ -83,6 +84,7 @@ def from_settings(settings: Settings) -> JobSettings:
         cassandra_write_consistency=consistency,
         sink_stall_timeout_s=common_settings.env_int(env, "SINK_STALL_TIMEOUT_S", 30, 86_400, 600),
         sink_concurrency=common_settings.env_int(env, "SINK_CONCURRENCY", 1, 8, 3),
+        gold_full_recompute_every=common_settings.env_int(env, "GOLD_FULL_RECOMPUTE_EVERY", 0, 10**9, 1000),
     )
 
 

@@ -250,3 +250,34 @@ def test_mongo_documents(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -
         expected.append(doc)
     assert docs == expected
     assert docs[0]["processed_time"] == PROCESSED_UTC
+
+
+@pytest.mark.parametrize(
+    ("factory", "key"),
+    [
+        (aggregates.country_stats, "country"),
+        (aggregates.gender_stats, "gender"),
+        (aggregates.age_band_stats, "age_band"),
+    ],
+)
+def test_gold_plus_a_batch_equals_gold_recomputed_from_all_of_silver(
+    fixture_data: tuple[DataFrame, list[dict[str, Any]]], factory: Any, key: str
+) -> None:
+    enriched, _users = fixture_data
+    silver = aggregates.latest_per_user(enriched).select("user_id", "country", "gender", "age")
+    # Two earlier batches, then this one: some keys only in one part, some in all (and a null age).
+    extra = silver.limit(1).select(
+        F.lit("someone-new").alias("user_id"),
+        F.lit("Atlantis").alias("country"),
+        "gender",
+        F.lit(None).cast("int").alias("age"),
+    )
+    everyone = silver.unionByName(extra)
+    first, second = everyone.where(F.col("country") < "I"), everyone.where(F.col("country") >= "I")
+    earlier = LAST_UPDATE - dt.timedelta(hours=1)
+    previous = first.transform(factory(earlier))
+    added = aggregates.add_increment(previous, second.transform(factory(LAST_UPDATE)), key, LAST_UPDATE)
+    recomputed = everyone.transform(factory(LAST_UPDATE))
+    assert _schema(added) == _schema(recomputed)
+    assert _rows(added, key) == _rows(recomputed, key)
+    assert len(_rows(added, key)) > 1
