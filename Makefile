@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv browser insights up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser insights bench up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,16 @@ format: venv ## apply ruff's formatting
 
 insights: venv ## the insight analyses (MongoDB, Cassandra, Delta) -> reports/insights.{md,html,json}
 	@$(PY) -m jobs.insights
+
+bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings (~35 min) -> bench/results/, docs/PERFORMANCE.md
+	@echo "[bench] 1/4 producer alone (bench/producer_rate.py)"
+	@$(PY) bench/producer_rate.py --seconds 10 --results 500
+	@echo "[bench] 2/4 each stage alone (bench/stages.py, through scripts/spark-submit.sh)"
+	@set -o pipefail; scripts/spark-submit.sh bench/stages.py $(STAGES_ARGS) 2>&1 | grep --line-buffered -E '^\[bench|Error|Exception'
+	@echo "[bench] 3/4 the whole pipeline under load (bench/end_to_end.py)"
+	@$(PY) -m bench.end_to_end $(BENCH_ARGS)
+	@echo "[bench] 4/4 docs/PERFORMANCE.md"
+	@$(PY) -m bench.report
 
 demo: up ## the whole pipeline with the dashboard on the local stack
 	@scripts/demo.sh

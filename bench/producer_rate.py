@@ -1,6 +1,7 @@
 """How many users a second the producer's load mode sustains on this machine.
 
-Prints figures, asserts nothing (speed is measured here, never in tests):
+Prints figures and writes bench/results/producer.json; asserts nothing (speed is measured
+here, never in tests):
   1. the local generator alone (API 1.4 documents, credentials included);
   2. generate + identity + credential removal + message encoding (no Kafka);
   3. generate + publish to the real Kafka, counting only users Kafka CONFIRMED
@@ -25,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("KAFKA_TOPIC", "random_user_data_bench")
 
+from bench.harness import write_result
 from common.settings import load
 from ingest.envelope import make_batch, messages
 from ingest.generator import LocalGenerator
@@ -94,16 +96,21 @@ def main() -> int:
     parser.add_argument("--skip-kafka", action="store_true")
     args = parser.parse_args()
     print(f"cpus={os.cpu_count()} results/batch={args.results} window={args.seconds:g}s")
-    print(f"generator alone:          {generator_only(args.seconds, args.results):>10,.0f} users/s")
+    figures: dict[str, float] = {}
+    figures["generator_users_s"] = round(generator_only(args.seconds, args.results))
+    print(f"generator alone:          {figures['generator_users_s']:>10,.0f} users/s")
     rate, per_user = generate_and_encode(args.seconds, args.results)
+    figures["generate_encode_users_s"], figures["bytes_per_user"] = round(rate), round(per_user)
     print(f"generate+envelope+encode: {rate:>10,.0f} users/s ({per_user:,.0f} bytes/user on the wire)")
     if not args.skip_kafka:
         for compression in ("lz4", "gzip"):
             rate, _size, spooled = generate_and_publish(args.seconds, args.results, compression)
+            figures[f"publish_{compression}_users_s"] = round(rate)
             print(
                 f"generate+publish ({compression:>4}):  {rate:>10,.0f} users/s confirmed by Kafka "
                 f"(spooled {spooled})"
             )
+    write_result("producer", {"window_s": args.seconds, "users_per_message": args.results, **figures})
     return 0
 
 

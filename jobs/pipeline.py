@@ -249,7 +249,9 @@ class BatchProcessor:
         silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
         return silver.where((F.col("first_app_id") == self.app_id) & (F.col("first_batch_id") == batch_id))
 
-    def update_gold(self, batch_id: int, started: dt.datetime, new_users: DataFrame) -> None:
+    def update_gold(
+        self, batch_id: int, started: dt.datetime, new_users: DataFrame, *, full: bool | None = None
+    ) -> None:
         """Every gold table after this batch, replaced exactly once under (app_id, batch_id).
 
         Incremental: the previous gold plus the aggregates of the users this batch added to
@@ -259,7 +261,8 @@ class BatchProcessor:
         silver instead (the same figures; it would also heal any drift).
         """
         every = self.job.gold_full_recompute_every
-        full = every > 0 and batch_id % every == 0
+        if full is None:
+            full = every > 0 and batch_id % every == 0
         silver = sinks.read_delta(self.spark, self.job.table("silver_users")).select(
             "country", "gender", "age"
         )

@@ -1,0 +1,387 @@
+"""The whole pipeline under load: freshness, sustained throughput, recovery and footprint.
+
+One real job (scripts/spark-submit.sh jobs/stream_users.py, the full pipeline: bronze,
+quality, silver, gold, every projection) runs for the whole benchmark; the real producer
+(local source: varied, realistic users) drives it through phases:
+
+  spec        10 users every 10 s (the specification's rate)
+  rate_R      R users/s for --seconds, for each R of --rates
+  recovery    a steady load, then SIGKILL of the whole job and a restart
+
+Per phase: freshness = Cassandra's own write time of each `latest_users` row minus the
+producer's fetch time stamped in it (`ingestion_time`), p50/p95/p99, from every row of the
+phase (sampled windows at high rates); lag (users) from the job's checkpoint against Kafka
+every 2 s, its growth over the second half of the phase, and the drain time after the
+producer stops; users delivered; peak RSS and CPU of every process. Results go to
+bench/results/end_to_end.json; nothing is asserted.
+
+    .venv/bin/python -m bench.end_to_end [--rates 1000,5000,10000] [--seconds 180]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    DATABASE,
+    KEYSPACE,
+    ROOT,
+    Job,
+    Sampler,
+    bench_env,
+    main_guard,
+    percentiles,
+    prepare_namespace,
+    say,
+    settings,
+    start_producer,
+    stop,
+    write_result,
+)
+from ops import lag as job_lag
+from ops.cassandra_setup import session
+from ops.mongo_setup import connect
+
+UTC = dt.UTC
+# Rates whose freshness the targets name: measured even after a lower rate was not sustained.
+FRESHNESS_RATES = {5000}
+
+
+class Probe:
+    """Lag of the job (from its checkpoint) and the delivered rows (from Cassandra and Mongo)."""
+
+    def __init__(self, job: Job) -> None:
+        self.s = settings()
+        self.job = job
+        self._session_cm = session(self.s.cassandra, self.s.cassandra.admin, KEYSPACE)
+        self.cql = self._session_cm.__enter__()
+
+    def close(self) -> None:
+        self._session_cm.__exit__(None, None, None)
+
+    def lag_messages(self) -> int | None:
+        try:
+            report = job_lag.lag(self.s.kafka, self.job.checkpoint)
+        except job_lag.CheckpointError:
+            return None
+        return report.total if report.batch_id is not None else None
+
+    def end_offsets(self) -> int:
+        return sum(job_lag.end_offsets(self.s.kafka).values())
+
+    def freshness(self, start: dt.datetime, end: dt.datetime, max_rows: int = 60_000) -> dict[str, Any]:
+        """Fetch-to-visible latency of the latest_users rows fetched in [start, end)."""
+        width = (end - start).total_seconds()
+        count = self._count(start, end)
+        windows: list[tuple[dt.datetime, dt.datetime]] = [(start, end)]
+        if count > max_rows:  # 30 evenly spread windows, ~max_rows in all
+            slice_s = width * max_rows / count / 30
+            windows = [
+                (
+                    start + dt.timedelta(seconds=i * width / 30),
+                    start + dt.timedelta(seconds=i * width / 30 + slice_s),
+                )
+                for i in range(30)
+            ]
+        latencies = []
+        for lo, hi in windows:
+            for day in _days(lo, hi):
+                rows = self.cql.execute(
+                    "SELECT ingestion_time, writetime(full_name) AS wt FROM latest_users "
+                    "WHERE day = %s AND ingestion_time >= %s AND ingestion_time < %s",
+                    (day, lo, hi),
+                )
+                for r in rows:
+                    fetched = r.ingestion_time.replace(tzinfo=UTC).timestamp()
+                    latencies.append(r.wt / 1e6 - fetched)
+        return {"rows_in_phase": count, "rows_sampled": len(latencies), "latency_s": percentiles(latencies)}
+
+    def _count(self, start: dt.datetime, end: dt.datetime) -> int:
+        total = 0
+        for day in _days(start, end):
+            row = self.cql.execute(
+                "SELECT count(*) AS n FROM latest_users"
+                " WHERE day = %s AND ingestion_time >= %s AND ingestion_time < %s",
+                (day, start, end),
+                timeout=120,
+            ).one()
+            total += row.n
+        return total
+
+    def mongo_users(self) -> int:
+        with connect(self.s, self.s.mongo.admin) as client:
+            return int(client[DATABASE]["randomUserCollection"].estimated_document_count())
+
+
+def _days(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
+    days, day = [], start.date()
+    while day <= end.date():
+        days.append(day)
+        day += dt.timedelta(days=1)
+    return days
+
+
+def _slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (t, lag) in units per second; 0 with fewer than 3 points."""
+    if len(points) < 3:
+        return 0.0
+    ts, ys = [p[0] for p in points], [p[1] for p in points]
+    mt, my = statistics.fmean(ts), statistics.fmean(ys)
+    den = sum((t - mt) ** 2 for t in ts)
+    return sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / den if den else 0.0
+
+
+def wait_caught_up(probe: Probe, timeout: float, what: str, threshold: int = 0) -> float | None:
+    """Seconds until the job's lag (messages) is at most `threshold`; None on timeout."""
+    started = time.monotonic()
+    last_print = 0.0
+    while time.monotonic() - started < timeout:
+        lag = probe.lag_messages()
+        if lag is not None and lag <= threshold:
+            return time.monotonic() - started
+        if time.monotonic() - last_print >= 10:
+            say(
+                what,
+                f"waiting for the job to catch up: lag {lag} messages, {time.monotonic() - started:.0f}s",
+            )
+            last_print = time.monotonic()
+        time.sleep(1)
+    return None
+
+
+def run_phase(
+    name: str,
+    probe: Probe,
+    job: Job,
+    workdir: Path,
+    producer_args: list[str],
+    seconds: float,
+    users_per_message: int,
+    rate: float,
+    drain_timeout: float,
+) -> dict[str, Any]:
+    say(name, f"producing for {seconds:.0f}s: producer.py {' '.join(producer_args)}")
+    offsets_before = probe.end_offsets()
+    start = dt.datetime.now(UTC).replace(tzinfo=None)
+    t0 = time.monotonic()
+    lags: list[tuple[float, int]] = []
+    with Sampler() as sampler:
+        producer = start_producer(workdir, *producer_args)
+        try:
+            last_print = 0.0
+            while (elapsed := time.monotonic() - t0) < seconds:
+                lag = probe.lag_messages()
+                if lag is not None:
+                    lags.append((elapsed, lag * users_per_message))
+                if elapsed - last_print >= 15:
+                    produced = (probe.end_offsets() - offsets_before) * users_per_message
+                    say(
+                        name,
+                        f"{elapsed:5.0f}s  produced {produced:>9,} users  "
+                        f"lag {lags[-1][1] if lags else '-':>9} users",
+                    )
+                    last_print = elapsed
+                time.sleep(2)
+        finally:
+            stop(producer)
+        end = dt.datetime.now(UTC).replace(tzinfo=None)
+        produced = (probe.end_offsets() - offsets_before) * users_per_message
+        drain_s = wait_caught_up(probe, drain_timeout, name)
+    lag_at_stop = lags[-1][1] if lags else 0
+    second_half = [p for p in lags if p[0] >= seconds / 2]
+    growth = _slope(second_half)
+    fresh = probe.freshness(start, end)
+    result = {
+        "rate_target_users_s": rate,
+        "seconds": round((end - start).total_seconds(), 1),
+        "users_produced": produced,
+        "produced_users_s": round(produced / seconds, 1),
+        "lag_users": {
+            "max": max((p[1] for p in lags), default=None),
+            "end_of_phase": lags[-1][1] if lags else None,
+            "growth_second_half_users_s": round(growth, 1),
+        },
+        "drain_after_stop_s": None if drain_s is None else round(drain_s, 1),
+        # how fast the job works through a backlog: its ceiling when the load exceeds it
+        "drain_rate_users_s": round(lag_at_stop / drain_s) if drain_s and drain_s > 20 else None,
+        "sustained": drain_s is not None and growth <= 0.05 * rate,
+        "freshness": fresh,
+        "delivered_in_cassandra_latest_users": fresh["rows_in_phase"],
+        "footprint": sampler.summary(),
+    }
+    p = fresh["latency_s"]
+    say(
+        name,
+        f"produced {produced:,} users ({produced / seconds:,.0f}/s), "
+        f"in Cassandra {fresh['rows_in_phase']:,}; "
+        f"freshness p50 {p['p50']} p95 {p['p95']} p99 {p['p99']} s; "
+        f"lag growth {growth:,.0f} users/s; "
+        f"drained in {drain_s if drain_s is None else round(drain_s)} s",
+    )
+    return result
+
+
+def run_recovery(
+    probe: Probe, job: Job, workdir: Path, rate: int, users_per_message: int, warm_s: float, timeout: float
+) -> dict[str, Any]:
+    name = "recovery"
+    say(name, f"steady load of {rate} users/s for {warm_s:.0f}s, then SIGKILL the job and restart it")
+    producer = start_producer(workdir, "--rate", str(rate), "--results", str(users_per_message))
+    try:
+        t0 = time.monotonic()
+        lags = []
+        while time.monotonic() - t0 < warm_s:
+            lag = probe.lag_messages()
+            if lag is not None:
+                lags.append(lag)
+            time.sleep(1)
+        steady = sorted(lags[len(lags) // 2 :]) or [0]
+        threshold = steady[int(0.9 * (len(steady) - 1))]  # the lag of normal operation (p90)
+        say(name, f"steady lag p90 {threshold * users_per_message} users; SIGKILL")
+        killed = time.monotonic()
+        job.kill()
+        job.start()
+        first_batch_s = None
+        caught_up_s = None
+        seen = len(job.batch_lines())
+        while time.monotonic() - killed < timeout:
+            if first_batch_s is None and len(job.batch_lines()) > seen:
+                first_batch_s = time.monotonic() - killed
+            lag = probe.lag_messages()
+            if first_batch_s is not None and lag is not None and lag <= threshold:
+                caught_up_s = time.monotonic() - killed
+                break
+            if int(time.monotonic() - killed) % 10 == 0:
+                say(name, f"{time.monotonic() - killed:4.0f}s after the kill: lag {lag} messages")
+            time.sleep(1)
+    finally:
+        stop(producer)
+    say(
+        name,
+        f"first batch {first_batch_s and round(first_batch_s)} s, "
+        f"caught up {caught_up_s and round(caught_up_s)} s after SIGKILL",
+    )
+    return {
+        "rate_users_s": rate,
+        "steady_lag_p90_users": threshold * users_per_message,
+        "first_batch_after_kill_s": None if first_batch_s is None else round(first_batch_s, 1),
+        "caught_up_after_kill_s": None if caught_up_s is None else round(caught_up_s, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rates",
+        default="1000,2000,5000,10000",
+        help="users/s, ascending; after the first rate not sustained only 5000 (a target) still runs",
+    )
+    parser.add_argument("--seconds", type=float, default=120, help="length of each rate phase")
+    parser.add_argument("--spec-seconds", type=float, default=120, help="length of the spec-rate phase")
+    parser.add_argument("--results", type=int, default=100, help="users per message at the load rates")
+    parser.add_argument("--recovery-rate", type=int, default=1000)
+    parser.add_argument("--trigger", default=None, help="TRIGGER_INTERVAL of the job (default: .env)")
+    parser.add_argument("--max-offsets", default=None, help="KAFKA_MAX_OFFSETS_PER_TRIGGER (default: .env)")
+    parser.add_argument("--skip", default="", help="phases to skip: spec,rates,recovery,dashboard")
+    parser.add_argument("--label", default="end_to_end", help="results file name")
+    parser.add_argument(
+        "--drain-timeout", type=float, default=600, help="longest wait for the job to catch up after a phase"
+    )
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    rates = [int(r) for r in args.rates.split(",") if r]
+
+    say("setup", f"namespace {KEYSPACE} / {DATABASE}, emptied")
+    prepare_namespace()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-", dir=ROOT / ".stack"))
+    s = settings()
+    starting = json.dumps({s.kafka.topic: {str(p): o for p, o in job_lag.end_offsets(s.kafka).items()}})
+    extra = {"KAFKA_STARTING_OFFSETS": starting}
+    if args.trigger:
+        extra["TRIGGER_INTERVAL"] = args.trigger
+    if args.max_offsets:
+        extra["KAFKA_MAX_OFFSETS_PER_TRIGGER"] = args.max_offsets
+    job = Job(workdir, extra)
+    probe = Probe(job)
+    dashboard = None
+    results: dict[str, Any] = {
+        "config": {k: v for k, v in vars(args).items()},
+        "job_env": {k: v for k, v in extra.items() if k != "KAFKA_STARTING_OFFSETS"},
+        "phases": {},
+        "phases_skipped": [],
+    }
+    try:
+        job.start()
+        say("setup", f"started the job (log {job.log})")
+        warm = start_producer(workdir, "--results", "10", "--max-batches", "1")
+        warm.wait(timeout=120)
+        if wait_caught_up(probe, 300, "setup") is None:
+            raise SystemExit(f"the job did not process the warm-up batch in 300 s; see {job.log}")
+        if "dashboard" not in skip:
+            dashboard = subprocess.Popen(
+                [str(ROOT / ".venv/bin/python"), "-m", "bench.dashboard_load", "--seconds", "86400"],
+                cwd=ROOT,
+                env=bench_env(),
+                stdout=(workdir / "dashboard.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if "spec" not in skip:
+            results["phases"]["spec"] = run_phase(
+                "spec",
+                probe,
+                job,
+                workdir,
+                ["--results", "10", "--interval", "10"],
+                args.spec_seconds,
+                10,
+                1.0,
+                300,
+            )
+        if "rates" not in skip:
+            failed_at = None
+            for rate in rates:
+                if failed_at is not None and rate not in FRESHNESS_RATES:
+                    say(f"rate_{rate}", f"skipped: {failed_at} users/s was already not sustained")
+                    results["phases_skipped"].append(rate)
+                    continue
+                phase = run_phase(
+                    f"rate_{rate}",
+                    probe,
+                    job,
+                    workdir,
+                    ["--rate", str(rate), "--results", str(args.results)],
+                    args.seconds,
+                    args.results,
+                    rate,
+                    args.drain_timeout,
+                )
+                results["phases"][f"rate_{rate}"] = phase
+                write_result(args.label + ".partial", results)
+                if not phase["sustained"] and failed_at is None:
+                    failed_at = rate
+        if "recovery" not in skip:
+            results["recovery"] = run_recovery(probe, job, workdir, args.recovery_rate, args.results, 90, 600)
+        results["mongo_documents"] = probe.mongo_users()
+        results["batch_log"] = job.batch_lines()[-400:]
+    finally:
+        if dashboard is not None:
+            stop(dashboard)
+        job.kill(15)
+        probe.close()
+    write_result(args.label, results)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
