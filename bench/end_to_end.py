@@ -44,6 +44,7 @@ from bench.harness import (
     settings,
     start_producer,
     stop,
+    sustained,
     write_result,
 )
 from ops import lag as job_lag
@@ -212,11 +213,11 @@ def run_phase(
         "drain_after_stop_s": None if drain_s is None else round(drain_s, 1),
         # how fast the job works through a backlog: its ceiling when the load exceeds it
         "drain_rate_users_s": round(lag_at_stop / drain_s) if drain_s and drain_s > 20 else None,
-        "sustained": drain_s is not None and growth <= 0.05 * rate,
         "freshness": fresh,
         "delivered_in_cassandra_latest_users": fresh["rows_in_phase"],
         "footprint": sampler.summary(),
     }
+    result["sustained"] = sustained(result)
     p = fresh["latency_s"]
     say(
         name,

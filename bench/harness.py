@@ -98,6 +98,16 @@ def percentiles(values: list[float], points: tuple[int, ...] = (50, 95, 99)) -> 
     return out
 
 
+def sustained(phase: dict[str, Any]) -> bool:
+    """Whether the job kept up with a phase's rate: its lag did not grow over the second half
+    (slope within 10% of the rate: under load the lag is a saw-tooth of one batch, so a
+    smaller slope is noise over two minutes) and it caught up within 60 s once the producer
+    stopped (at most a batch or two behind)."""
+    drain = phase["drain_after_stop_s"]
+    growth = phase["lag_users"]["growth_second_half_users_s"]
+    return drain is not None and drain <= 60 and growth <= 0.10 * phase["rate_target_users_s"]
+
+
 # --- namespace -----------------------------------------------------------------------------
 
 

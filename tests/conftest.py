@@ -71,37 +71,32 @@ def run_stack(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str
 JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64"
 
 
-def _delta_package() -> str:
-    """The Delta coordinate pinned in conf/spark-defaults.conf (the jars the jobs use)."""
+def _packages() -> list[str]:
+    """The jar coordinates pinned in conf/spark-defaults.conf (the jobs' whole class path)."""
     for line in (ROOT / "conf" / "spark-defaults.conf").read_text().splitlines():
         if line.startswith("spark.jars.packages"):
-            packages = line.split(None, 1)[1].split(",")
-            return next(p for p in packages if p.startswith("io.delta:"))
+            return line.split(None, 1)[1].split(",")
     raise AssertionError("spark.jars.packages not found in conf/spark-defaults.conf")
 
 
-def _delta_jars(ivy: Path) -> list[Path]:
-    """The pinned Delta jars when already in the project's ivy cache (any spark-submit fetched them).
+def _cached_jars(ivy: Path) -> list[Path]:
+    """The jobs' jars from the project's ivy cache (spark-submit resolved them), or [] to resolve.
 
-    With them, the connectors' jars (Kafka, MongoDB, Cassandra) that spark-submit resolved into
-    the same cache: the jobs' whole class path, as spark-submit gives it (jars Spark already has
-    lose to Spark's own). Left out when two versions of one artifact lie there (after a version
-    change), so that no test runs on a mix.
+    All pinned top-level jars must be there, and one version of each artifact: after a
+    version change two would lie there, and no test must run on a mix (jars Spark already
+    has lose to Spark's own).
     """
-    group, artifact, version = _delta_package().split(":")
-    jars = [
-        ivy / "jars" / f"{group}_{artifact}-{version}.jar",
-        ivy / "jars" / f"{group}_delta-storage-{version}.jar",
-    ]
-    if not all(j.is_file() for j in jars):
+    jars_dir = ivy / "jars"
+    pinned = [jars_dir / f"{g}_{a}-{v}.jar" for g, a, v in (p.split(":") for p in _packages())]
+    if not all(j.is_file() for j in pinned):
         return []
     by_artifact: dict[str, list[Path]] = {}
-    for jar in sorted((ivy / "jars").glob("*.jar")):
+    for jar in sorted(jars_dir.glob("*.jar")):
         match = re.match(r"^(.+?)-\d.*\.jar$", jar.name)
         by_artifact.setdefault(match.group(1) if match else jar.name, []).append(jar)
-    if all(len(found) == 1 for found in by_artifact.values()):
-        jars += [found[0] for found in by_artifact.values() if found[0] not in jars]
-    return jars
+    if any(len(found) > 1 for found in by_artifact.values()):
+        return []
+    return [found[0] for found in by_artifact.values()]
 
 
 @pytest.fixture(scope="session")
@@ -119,12 +114,12 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
     time.tzset()
     ivy = settings.stack.cache_dir / "ivy"
     builder = SparkSession.builder.master("local[2]").appName("tests")
-    jars = _delta_jars(ivy)
+    jars = _cached_jars(ivy)
     if jars:  # no resolution round-trip to Maven Central
         builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
-    else:  # first run on this machine: resolve the pinned coordinate into the project's cache
+    else:  # first run on this machine: resolve the pinned coordinates into the project's cache
         builder = (
-            builder.config("spark.jars.packages", _delta_package())
+            builder.config("spark.jars.packages", ",".join(_packages()))
             .config("spark.jars.ivy", str(ivy))
             .config("spark.jars.ivySettings", str(ROOT / "conf" / "ivysettings.xml"))
         )

@@ -149,8 +149,8 @@ def test_pipeline_delivers_every_valid_user_once_and_quarantines_the_rest(
     assert not [value for value in raw if value in dumped]
 
     # A crash after every sink but before Spark recorded the batch as done: on restart the
-    # same micro-batch runs again. Mongo's fast insert then meets its own documents and
-    # falls back to replace-upserts; Delta skips its versions; Cassandra upserts the same
+    # same micro-batch runs again. Mongo's insert then meets its own documents and inserts
+    # only the missing ones; Delta skips its versions; Cassandra upserts the same
     # rows. Every store must be exactly as before (but for when an anomaly was processed).
     def stores() -> tuple[Any, ...]:
         return (
@@ -172,7 +172,7 @@ def test_pipeline_delivers_every_valid_user_once_and_quarantines_the_rest(
     (commits[-1].parent / f".{commits[-1].name}.crc").unlink(missing_ok=True)  # Hadoop's checksum
     rerun = job.run_available_now()
     assert f"batch {commits[-1].name}:" in rerun
-    assert "already there (a rerun): replace-upserting" in rerun
+    assert "already there (a rerun): inserting the others" in rerun
     assert stores() == before
 
 
