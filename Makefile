@@ -66,7 +66,7 @@ format: venv ## apply ruff's formatting
 insights: venv ## the insight analyses (MongoDB, Cassandra, Delta) -> reports/insights.{md,html,json}
 	@$(PY) -m jobs.insights
 
-bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings (~35 min) -> bench/results/, docs/PERFORMANCE.md
+bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings (~40 min) -> bench/results/, docs/PERFORMANCE.md
 	@echo "[bench] 1/4 producer alone (bench/producer_rate.py)"
 	@$(PY) bench/producer_rate.py --seconds 10 --results 500
 	@echo "[bench] 2/4 each stage alone (bench/stages.py, through scripts/spark-submit.sh)"

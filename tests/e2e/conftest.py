@@ -24,17 +24,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pymongo import MongoClient
 
 from common.settings import Settings
+from jobs.preflight import CASSANDRA_TABLES
 
 ROOT = Path(__file__).resolve().parents[2]
-USER_TABLES = (
-    "random_user_table",
-    "latest_users",
-    "country_stats",
-    "gender_stats",
-    "age_band_stats",
-    "quality_metrics",
-    "pipeline_metrics",
-)
+USER_TABLES = CASSANDRA_TABLES  # every table of the keyspace, emptied between tests
 
 
 @pytest.fixture(scope="session")
