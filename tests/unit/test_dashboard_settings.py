@@ -8,27 +8,15 @@ import pytest
 
 from common.settings import SettingsError
 from dashboard.settings import DashboardUser, Role, from_mapping
+from tests.unit.settings_env import minimal_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(**overrides: str) -> dict[str, str]:
-    env = {
-        "KAFKA_TOPIC_PARTITIONS": "3",
-        "KAFKA_TOPIC_REPLICATION": "1",
-        "KAFKA_RETENTION_MS": "604800000",
-        "CASSANDRA_PORT": "9042",
-        "CASSANDRA_REPLICATION": "{'class': 'SimpleStrategy', 'replication_factor': 1}",
-        "MONGO_PORT": "27017",
-        "PSEUDONYM_KEY": "ab" * 32,
-        "PSEUDONYM_KEY_VERSION": "1",
-        "DASHBOARD_OPERATOR_PASSWORD": "operator-secret-1",
-        "DASHBOARD_VIEWER_PASSWORD": "viewer-secret-22",
-    }
-    for prefix in ("KAFKA_ADMIN", "KAFKA_PRODUCER", "KAFKA_JOB", "CASSANDRA_ADMIN", "CASSANDRA_WRITER"):
-        env[f"{prefix}_USER"], env[f"{prefix}_PASSWORD"] = prefix.lower(), "secret-" + prefix
-    for prefix in ("CASSANDRA_READER", "MONGO_ADMIN", "MONGO_WRITER", "MONGO_READER"):
-        env[f"{prefix}_USER"], env[f"{prefix}_PASSWORD"] = prefix.lower(), "secret-" + prefix
+    env = minimal_env(
+        DASHBOARD_OPERATOR_PASSWORD="operator-secret-1", DASHBOARD_VIEWER_PASSWORD="viewer-secret-22"
+    )
     env.update(overrides)
     return env
 

@@ -10,32 +10,10 @@ import pytest
 from common.envfile import parse
 from common.settings import Settings, SettingsError, env_bool, from_mapping
 from ops.cassandra_setup import build_cluster
+from tests.unit.settings_env import minimal_env
 
 ROOT = Path("/project")
-BASE = {
-    f"{prefix}_{part}": "x"
-    for prefix in (
-        "KAFKA_ADMIN",
-        "KAFKA_PRODUCER",
-        "KAFKA_JOB",
-        "CASSANDRA_ADMIN",
-        "CASSANDRA_WRITER",
-        "CASSANDRA_READER",
-        "MONGO_ADMIN",
-        "MONGO_WRITER",
-        "MONGO_READER",
-    )
-    for part in ("USER", "PASSWORD")
-} | {
-    "PSEUDONYM_KEY": "00" * 32,
-    "KAFKA_TOPIC_PARTITIONS": "3",
-    "KAFKA_TOPIC_REPLICATION": "1",
-    "KAFKA_RETENTION_MS": "604800000",
-    "CASSANDRA_PORT": "9042",
-    "CASSANDRA_REPLICATION": "{'class': 'SimpleStrategy', 'replication_factor': 1}",
-    "MONGO_PORT": "27017",
-    "PSEUDONYM_KEY_VERSION": "1",
-}
+BASE = minimal_env()
 CA = "/project/.stack/tls/ca.pem"
 
 
