@@ -23,7 +23,7 @@ from pymongo.collection import Collection
 
 log = logging.getLogger(__name__)
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "randomuser"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "randomuser"
 
 
 def make_documents(n: int) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from common import envfile
 from common import settings as settings_module
 from common.settings import Settings
 
@@ -31,7 +32,8 @@ os.environ.setdefault("MONGO_DATABASE", "randomUserDB_test")
 # The test stack always offers TLS to clients (tests/integration/test_tls.py connects over it);
 # `scripts/stack.sh up` restarts a server that runs without. Clients stay on plaintext by default.
 os.environ["STACK_TLS"] = "true"
-FIXTURES = (ROOT.parent / "shared" / "fixtures" / "randomuser").resolve()
+# Real API responses, inside the repository (tests/fixtures/README.md says where each came from).
+FIXTURES = ROOT / "tests" / "fixtures" / "randomuser"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,7 +70,17 @@ def run_stack(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str
     return proc
 
 
-JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64"
+def java17_home() -> Path:
+    """The JDK 17 the scripts use (scripts/lib.sh): JAVA_HOME_17 (environment or `.env`), else
+    JAVA_HOME_DEFAULT of conf/versions.env. Spark 3.5 and Cassandra 5 need 17, not a newer one."""
+    home = envfile.load(ROOT).get("JAVA_HOME_17") or envfile.parse(
+        (ROOT / "conf" / "versions.env").read_text(encoding="utf-8")
+    ).get("JAVA_HOME_DEFAULT", "")
+    release = Path(home) / "release"
+    version = release.read_text(encoding="utf-8") if home and release.is_file() else ""
+    if 'JAVA_VERSION="17.' not in version:
+        raise RuntimeError(f"Java 17 not found at {home or '(unset)'} (set JAVA_HOME_17 to a JDK 17)")
+    return Path(home)
 
 
 def _packages() -> list[str]:
@@ -108,8 +120,7 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
     """
     # Java 17 explicitly (another JDK on the machine is not supported by Spark 3.5);
     # the Python side in UTC too, so collected timestamps read the same on every host.
-    if os.path.isdir(JAVA17):
-        os.environ["JAVA_HOME"] = JAVA17
+    os.environ["JAVA_HOME"] = str(java17_home())
     os.environ["TZ"] = "UTC"
     time.tzset()
     ivy = settings.stack.cache_dir / "ivy"
