@@ -24,11 +24,11 @@ from cassandra.cluster import Session
 from cassandra.query import ValueSequence
 
 from common.settings import Settings
+from tests.conftest import java17_home
 from tests.e2e.conftest import ROOT, JobRunner, end_offsets, offsets_json, produce, wait_for
 from tests.e2e.private_namespace import create_empty
 from tests.unit.bronze_rows import encode, envelope, load_users
 
-JAVA17 = "/usr/lib/jvm/java-17-openjdk-amd64"
 MASTER = "spark://127.0.0.1:7077"
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 
@@ -36,7 +36,7 @@ SPARK_HOME = Path(pyspark.__file__).resolve().parent
 def _daemon_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(
-        JAVA_HOME=JAVA17,
+        JAVA_HOME=str(java17_home()),
         SPARK_HOME=str(SPARK_HOME),
         SPARK_CONF_DIR=str(workdir / "conf"),
         SPARK_DAEMON_MEMORY="512m",  # the -Xmx of the master and the worker
