@@ -18,14 +18,13 @@ import threading
 from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.cluster import Cluster, Session
 from cassandra.query import UNSET_VALUE, PreparedStatement
 from pyspark.sql.streaming import StreamingQueryListener
 
 from jobs.pipeline import BatchReport
 from jobs.settings import JobSettings
+from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +91,13 @@ def progress_row(progress: dict[str, Any], report: BatchReport | None) -> dict[s
     }
 
 
+def metrics_cluster(job: JobSettings) -> Cluster:
+    """The writer's connection for pipeline_metrics, from the project's one Cassandra client builder
+    (so CASSANDRA_SSL and its CA apply here exactly as to every other client)."""
+    c = job.common.cassandra
+    return build_cluster(c, c.writer, request_timeout=30)
+
+
 def ran_a_batch(progress: dict[str, Any]) -> bool:
     """Idle triggers (no new data) also report progress; they carry no batch to record."""
     return "addBatch" in (progress.get("durationMs") or {}) or bool(progress.get("numInputRows"))
@@ -155,20 +161,8 @@ class MetricsListener(StreamingQueryListener):
 
     def _connect(self) -> tuple[Session, PreparedStatement]:
         if self._session is None or self._insert is None:
-            c = self.job.common.cassandra
-            self._cluster = Cluster(
-                list(c.hosts),
-                port=c.port,
-                auth_provider=PlainTextAuthProvider(c.writer.user, c.writer.password),
-                execution_profiles={
-                    EXEC_PROFILE_DEFAULT: ExecutionProfile(
-                        load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=c.local_dc),
-                        request_timeout=30,
-                    )
-                },
-                protocol_version=5,
-            )
-            self._session = self._cluster.connect(c.keyspace)
+            self._cluster = metrics_cluster(self.job)
+            self._session = self._cluster.connect(self.job.common.cassandra.keyspace)
             self._insert = self._session.prepare(INSERT)
             self._insert.consistency_level = ConsistencyLevel.name_to_value[
                 self.job.cassandra_write_consistency
