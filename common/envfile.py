@@ -7,11 +7,14 @@ Precedence everywhere: a variable already in the process environment wins over `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
 import shlex
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 # APP_ROOT is set by scripts/lib.sh: under spark-submit this module may be loaded from a zip.
@@ -45,23 +48,59 @@ def _secret(key: str) -> str:
     return secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
 
 
+def _write_private(target: Path, text: str, *, exclusive: bool) -> None:
+    """Write `text` as `target`, mode 0600 from its first byte and never half-written.
+
+    The bytes go to a temporary file created 0600 (mkstemp: O_CREAT|O_EXCL, whatever the umask)
+    in the same folder, are flushed to disk, then take the target's name in one step: a link that
+    fails if the target appeared meanwhile (`exclusive`, first creation) or a rename over it.
+    """
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, target)  # FileExistsError when another process created it first
+        else:
+            os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def ensure(root: Path = PROJECT_ROOT) -> Path:
-    """Create `.env` if missing and append any variable `.env.example` gained since."""
+    """Create `.env` if missing and append any variable `.env.example` gained since.
+
+    The file holds secrets: it is created 0600 from its first byte, rewritten atomically, and an
+    existing one readable by others (e.g. copied by hand) is tightened to 0600.
+    """
     example = root / ".env.example"
     target = root / ".env"
     wanted = parse(example.read_text())
-    present = parse(target.read_text()) if target.exists() else {}
+    try:
+        current = target.read_text()
+    except FileNotFoundError:
+        current = None
+    if current is not None and stat.S_IMODE(target.stat().st_mode) & 0o077:
+        target.chmod(0o600)
+    present = parse(current) if current is not None else {}
     missing = [k for k in wanted if k not in present]
     if missing:
         lines = []
-        if not target.exists():
+        if current is None:
             lines.append("# Generated from .env.example on first use. Never commit this file.")
         for key in missing:
             value = wanted[key]
             lines.append(f"{key}={_secret(key) if value == GENERATED else value}")
-        with target.open("a") as handle:
-            handle.write("\n".join(lines) + "\n")
-        target.chmod(0o600)
+        head = current or ""
+        if head and not head.endswith("\n"):
+            head += "\n"
+        try:
+            _write_private(target, head + "\n".join(lines) + "\n", exclusive=current is None)
+        except FileExistsError:  # another process created it between our read and our write
+            return ensure(root)
     return target
 
 
