@@ -44,11 +44,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# A heap OutOfMemoryError ends the driver JVM at once (Spark would otherwise carry on with a
+# JVM in an unknown state); its Python side then ends too (jobs/lifeline.py), and the
+# supervisor restarts the job from its checkpoint.
 exec "$SPARK_HOME/bin/spark-submit" \
   --master "$master" \
   --properties-file "$ROOT/conf/spark-defaults.conf" \
   --conf "spark.jars.ivy=$STACK_CACHE_DIR/ivy" \
   --conf "spark.jars.ivySettings=$ROOT/conf/ivysettings.xml" \
-  --driver-java-options "-Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
+  --driver-java-options "-XX:+ExitOnOutOfMemoryError -Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
   --py-files "$PYFILES" \
   "${args[@]}"
