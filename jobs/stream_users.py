@@ -13,7 +13,7 @@ import sys
 from types import FrameType
 
 from common.settings import SettingsError
-from jobs import preflight, sinks
+from jobs import lifeline, preflight, sinks
 from jobs import settings as job_settings
 from jobs.listener import MetricsListener
 from jobs.pipeline import BatchProcessor
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     spark = sinks.spark_session(job, QUERY_NAME)
+    lifeline.install(spark)  # either side of the driver dying ends the other (jobs/lifeline.py)
     spark.sparkContext.setLogLevel("WARN")
     metrics = MetricsListener(job)  # each batch's progress -> pipeline_metrics and the log
     spark.streams.addListener(metrics)
