@@ -34,13 +34,18 @@ cassandra_install() {
 _cassandra_render() {
   local conf="$CASSANDRA_HOME/conf" data="$CASSANDRA_HOME/data"
   mkdir -p "$conf/triggers" "$data"/{data,commitlog,saved_caches,hints,cdc_raw}
-  local tls=false pw=""
+  local tls=false pw="" text
   if tls_enabled; then tls=true; pw="$(head -n1 "$TLS_DIR/keystore.password")"; fi
-  # The key store password is hex (scripts/stack/tls.sh): safe in a sed replacement.
-  (umask 077; sed -e "s|@DATA_DIR@|$data|g" -e "s|@BIND_HOST@|$STACK_BIND_HOST|g" \
-      -e "s|@NATIVE_PORT@|$CASSANDRA_PORT|g" -e "s|@STORAGE_PORT@|$CASSANDRA_STORAGE_PORT|g" \
-      -e "s|@CLIENT_TLS@|$tls|g" -e "s|@TLS_DIR@|$TLS_DIR|g" -e "s|@KEYSTORE_PASSWORD@|$pw|g" \
-      "$CASSANDRA_SRC/cassandra.yaml.template" > "$conf/cassandra.yaml.tmp")
+  # Bash substitution, not sed: the key store password must never be on a command line (`ps`).
+  text="$(cat "$CASSANDRA_SRC/cassandra.yaml.template")"
+  text="${text//@DATA_DIR@/"$data"}"
+  text="${text//@BIND_HOST@/"$STACK_BIND_HOST"}"
+  text="${text//@NATIVE_PORT@/"$CASSANDRA_PORT"}"
+  text="${text//@STORAGE_PORT@/"$CASSANDRA_STORAGE_PORT"}"
+  text="${text//@CLIENT_TLS@/"$tls"}"
+  text="${text//@TLS_DIR@/"$TLS_DIR"}"
+  text="${text//@KEYSTORE_PASSWORD@/"$pw"}"
+  (umask 077; printf '%s\n' "$text" > "$conf/cassandra.yaml.tmp")
   chmod 600 "$conf/cassandra.yaml.tmp"; mv -f "$conf/cassandra.yaml.tmp" "$conf/cassandra.yaml"
   sed -e "s|@LOG_FILE@|$CASSANDRA_LOG|g" "$CASSANDRA_SRC/logback.xml.template" > "$conf/logback.xml"
 }

@@ -45,7 +45,8 @@ kafka_install() {
   say kafka "Kafka $KAFKA_VERSION installed ($(find "$KAFKA_HOME/lib" -name '*.jar' | wc -l) jars)"
 }
 
-# Credentials end up in JAAS strings and --add-scram arguments: refuse characters that would break them.
+# Credentials end up in JAAS strings and --add-scram arguments (quoted in a JVM argument file):
+# refuse characters that would break them.
 _kafka_check_secrets() {
   local var value
   for var in KAFKA_ADMIN_USER KAFKA_ADMIN_PASSWORD KAFKA_PRODUCER_USER KAFKA_PRODUCER_PASSWORD \
@@ -65,20 +66,44 @@ _kafka_cmd() {
     -cp "$(_kafka_cp)" kafka.Kafka "$KAFKA_HOME/conf/server.properties")
 }
 
+# One argument of a JVM argument file: in double quotes, with `\` and `"` escaped.
+_kafka_argfile_line() {
+  local arg="${1//\\/\\\\}"
+  printf '"%s"\n' "${arg//\"/\\\"}"
+}
+
+# The StorageTool command of the first format, as a JVM argument file (one argument a line).
+# The SCRAM passwords are in it: they must never be on a command line, which `ps` and
+# /proc/PID/cmdline show to every local user. StorageTool has no option to read them from a file,
+# but the java launcher expands `@file` (main class and arguments included) before starting.
+_kafka_format_args() {
+  local arg user pass
+  for arg in kafka.tools.StorageTool format --standalone --cluster-id "$1" \
+             --config "$KAFKA_HOME/conf/server.properties"; do
+    _kafka_argfile_line "$arg"
+  done
+  for user in ADMIN PRODUCER JOB; do
+    pass="KAFKA_${user}_PASSWORD"; user="KAFKA_${user}_USER"
+    _kafka_argfile_line --add-scram
+    _kafka_argfile_line "SCRAM-SHA-256=[name=${!user},password=${!pass}]"
+  done
+}
+
 # First start only: write meta.properties and the SCRAM users into the metadata log.
 _kafka_format() {
-  local data="$KAFKA_HOME/data" cluster_id
+  local data="$KAFKA_HOME/data" cluster_id args_file="$KAFKA_HOME/conf/format.args" rc=0
   [ -f "$data/meta.properties" ] && return 0
   say kafka "formatting storage in $data (first start) with SCRAM users $KAFKA_ADMIN_USER, $KAFKA_PRODUCER_USER, $KAFKA_JOB_USER"
-  mkdir -p "$data"
+  mkdir -p "$data" "$KAFKA_HOME/conf"
   cluster_id=$("$JAVA" -Xmx128m -cp "$(_kafka_cp)" kafka.tools.StorageTool random-uuid 2>>"$KAFKA_LOG") \
     || fail kafka "StorageTool random-uuid failed" "$KAFKA_LOG"
-  "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties" -cp "$(_kafka_cp)" \
-    kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$KAFKA_HOME/conf/server.properties" \
-    --add-scram "SCRAM-SHA-256=[name=$KAFKA_ADMIN_USER,password=$KAFKA_ADMIN_PASSWORD]" \
-    --add-scram "SCRAM-SHA-256=[name=$KAFKA_PRODUCER_USER,password=$KAFKA_PRODUCER_PASSWORD]" \
-    --add-scram "SCRAM-SHA-256=[name=$KAFKA_JOB_USER,password=$KAFKA_JOB_PASSWORD]" \
-    >>"$KAFKA_LOG" 2>&1 || { rm -rf "$data"; fail kafka "storage format failed" "$KAFKA_LOG"; }
+  (umask 077; rm -f "$args_file"; _kafka_format_args "$cluster_id" > "$args_file") \
+    || fail kafka "cannot write $args_file"
+  # -XX:-UsePerfData: the JVM would also copy its arguments into /tmp/hsperfdata_<user>/<pid>.
+  "$JAVA" -Xmx256m -XX:-UsePerfData -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties" \
+    -cp "$(_kafka_cp)" "@$args_file" >>"$KAFKA_LOG" 2>&1 || rc=$?
+  rm -f "$args_file"
+  [ "$rc" -eq 0 ] || { rm -rf "$data"; fail kafka "storage format failed" "$KAFKA_LOG"; }
 }
 
 kafka_start() {
