@@ -8,6 +8,7 @@ for the demo namespace and for the test namespace.
 
     python -m ops.access_matrix            # the markdown table for docs/GOVERNANCE.md
     python -m ops.access_matrix --check    # exit 1 when the document's table differs
+    python -m ops.access_matrix --check-kafka  # exit 1 when any Kafka ACL on the namespace differs
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from kafka.errors import KafkaError
+
+from common.settings import SettingsError, load
+from ops import kafka_admin
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +128,89 @@ def expected(system: str, env: Mapping[str, str]) -> set[tuple[str, str, str]]:
     }
 
 
+class KafkaAcl(Protocol):
+    """One Kafka ACL in plain strings (ops.kafka_admin.Grant is one)."""
+
+    @property
+    def principal(self) -> str: ...
+    @property
+    def resource_type(self) -> str: ...
+    @property
+    def resource_name(self) -> str: ...
+    @property
+    def pattern_type(self) -> str: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def permission(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+
+
+# (principal, resource type, resource name, pattern, operation, permission, host)
+AclKey = tuple[str, str, str, str, str, str, str]
+
+
+def _acl_key(acl: KafkaAcl) -> AclKey:
+    return (
+        acl.principal,
+        acl.resource_type,
+        acl.resource_name,
+        acl.pattern_type,
+        acl.operation,
+        acl.permission,
+        acl.host,
+    )
+
+
+def kafka_expected_acls(env: Mapping[str, str]) -> set[AclKey]:
+    """The matrix's Kafka rows as ACLs: ALLOW, from any host, principal User:<account>."""
+    wanted = set()
+    for account_name, resource, privilege in expected("kafka", env):
+        kind, rest = resource.split(":", 1)
+        name, pattern = rest.rsplit(" (", 1)
+        wanted.add((f"User:{account_name}", kind, name, pattern.rstrip(")"), privilege, "ALLOW", "*"))
+    return wanted
+
+
+def kafka_acl_applies(acl: KafkaAcl, env: Mapping[str, str]) -> bool:
+    """Whether the ACL can allow or deny anything on this namespace's topic, the Spark job's
+    consumer groups or the cluster, whoever it names (User:*, any user) and however it matches
+    (the wildcard resource `*`, a prefix)."""
+    fill = names(env)
+    name, pattern = acl.resource_name, acl.pattern_type
+    if acl.resource_type == "CLUSTER":
+        return True
+    if acl.resource_type == "TOPIC":
+        topic = fill["topic"]
+        return (pattern == "LITERAL" and name in {topic, "*"}) or (
+            pattern == "PREFIXED" and topic.startswith(name)
+        )
+    if acl.resource_type == "GROUP":
+        prefix = fill["group_prefix"]
+        if pattern == "LITERAL":
+            return name == "*" or name.startswith(prefix)
+        return pattern == "PREFIXED" and (name.startswith(prefix) or prefix.startswith(name))
+    return False
+
+
+def kafka_acl_drift(env: Mapping[str, str], acls: Iterable[KafkaAcl]) -> list[str]:
+    """Every difference between the matrix and the cluster's ACLs on this namespace, one line each:
+    a matrix row the cluster lacks ("missing: ...") and any other ACL that applies ("extra: ..."),
+    also a DENY, one restricted to a host, or one for User:* or an account outside the matrix.
+    Empty when the cluster holds exactly the matrix."""
+    real = {_acl_key(a) for a in acls if kafka_acl_applies(a, env)}
+    wanted = kafka_expected_acls(env)
+
+    def line(kind: str, k: AclKey) -> str:
+        principal, rtype, rname, pattern, operation, permission, host = k
+        return f"{kind}: {permission} {principal} {operation} on {rtype}:{rname} ({pattern}) from host {host}"
+
+    return [line("missing", k) for k in sorted(wanted - real)] + [
+        line("extra", k) for k in sorted(real - wanted)
+    ]
+
+
 def render(env: Mapping[str, str] | None = None) -> str:
     """The markdown table of docs/GOVERNANCE.md (default names, as in .env.example)."""
     env = env or {}
@@ -154,7 +244,26 @@ def document_table(doc: Path = DOC_PATH) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.access_matrix", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with docs/GOVERNANCE.md")
+    parser.add_argument(
+        "--check-kafka",
+        action="store_true",
+        help="compare the matrix with every ACL of the cluster (as the admin)",
+    )
     args = parser.parse_args(argv)
+    if args.check_kafka:
+        try:
+            settings = load()
+            drift = kafka_acl_drift(settings.env, kafka_admin.real_grants(settings.kafka))
+        except (SettingsError, OSError, RuntimeError, KafkaError) as exc:
+            print(f"access matrix: cannot read the Kafka ACLs: {exc}")
+            return 2
+        for entry in drift:
+            print(entry)
+        print(
+            f"kafka ACLs on {settings.kafka.topic}: "
+            + ("differ from the matrix" if drift else "as in the matrix")
+        )
+        return 1 if drift else 0
     if args.check:
         if document_table() != render():
             print("docs/GOVERNANCE.md: the access matrix differs; paste `python -m ops.access_matrix`")
