@@ -161,17 +161,30 @@ class AlertStore:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
+    def _write(self, data: dict[str, Any], alert: Alert) -> None:
+        if alert.state == "firing":
+            data["active"][alert.rule] = asdict(alert)
+        elif alert.state == "resolved":
+            data["active"].pop(alert.rule, None)
+        data["history"] = [*data["history"], asdict(alert)][-HISTORY:]
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        tmp.replace(self.path)
+
     def record(self, alert: Alert) -> None:
         with self._locked():
+            self._write(self.read(), alert)
+
+    def change(self, alert: Alert) -> bool:
+        """Record a firing alert whose rule is not active, or the resolution of an active one,
+        in one locked step; False (nothing recorded) when the rule is already in that state, so
+        two writers of one rule (a supervisor and the monitor) notify it once."""
+        with self._locked():
             data = self.read()
-            if alert.state == "firing":
-                data["active"][alert.rule] = asdict(alert)
-            elif alert.state == "resolved":
-                data["active"].pop(alert.rule, None)
-            data["history"] = [*data["history"], asdict(alert)][-HISTORY:]
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-            tmp.replace(self.path)
+            if (alert.state == "firing") == (alert.rule in data["active"]):
+                return False
+            self._write(data, alert)
+            return True
 
     def active(self) -> dict[str, dict[str, Any]]:
         return dict(self.read()["active"])

@@ -9,8 +9,9 @@ Rules (thresholds in the environment, docs/OPERATIONS.md):
 - lag                       Kafka records behind above ALERT_MAX_LAG                   warning
 - quarantine                quarantined users above ALERT_QUARANTINE_PCT % (recent)    warning
 - producer                  the producer runs but Kafka refuses its batches            critical
-- restarts:<name>           a supervised process restarted ALERT_MAX_RESTARTS times,
-                            or its supervisor gave up                                  critical
+- restarts:<name>           a supervised process crashed ALERT_MAX_RESTARTS times in a
+                            row and is still being restarted (fired and resolved by
+                            its supervisor, ops.supervise; mirrored here)              critical
 
 A rule notifies when it starts firing and when it resolves, not on every evaluation: the
 rules firing now are kept in the alert file (ops.alerts), which the dashboard shows.
@@ -19,7 +20,6 @@ rules firing now are kept in the alert file (ops.alerts), which the dashboard sh
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any
 
 from common.settings import Settings, SettingsError, load
-from ops import alerts, health
+from ops import alerts, health, supervise
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,7 @@ class Firing:
 
 def supervisor_states(folder: Path) -> list[dict[str, Any]]:
     """The state files ops.supervise writes, one per supervised process."""
-    states = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            states.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            log.warning("unreadable supervisor state %s: %s", path, exc)
-    return states
+    return supervise.states(folder)
 
 
 def evaluate(
@@ -86,23 +80,16 @@ def evaluate(
         elif c.component == "producer" and c.state == "down":
             firing.append(Firing("producer", "critical", f"producer failing: {c.detail}", {}))
     for state in supervised:
-        name = state.get("name", "?")
-        restarts = int(state.get("restarts", 0))
-        if state.get("gave_up"):
+        # The supervisor fires and resolves this rule itself (once per streak of crashes);
+        # mirrored here so that the monitor does not resolve it while the streak lasts.
+        if state.get("alerting") and state.get("status") not in (supervise.STOPPED, supervise.FINISHED):
+            name = state.get("name", "?")
             firing.append(
                 Firing(
                     f"restarts:{name}",
                     "critical",
-                    f"{name}: supervisor gave up: {state.get('reason')}",
-                    state,
-                )
-            )
-        elif restarts >= t.max_restarts:
-            firing.append(
-                Firing(
-                    f"restarts:{name}",
-                    "critical",
-                    f"{name} restarted {restarts} times (last exit {state.get('last_exit')})",
+                    f"{name} is down: crashed {state.get('restarts')} times in a row, still restarting "
+                    f"(last exit {state.get('last_exit')})",
                     state,
                 )
             )

@@ -4,8 +4,10 @@
     python -m ops.status --json     # the same as JSON, for scripts ({"ok": bool, "checks": [...]})
 
 Servers (Kafka, Cassandra, MongoDB), the job (Spark UI), the producer (its metrics), the
-newest batch and quality row, the quarantine rate and the Kafka lag. Thresholds come from
-ALERT_* (docs/OPERATIONS.md). `scripts/stack.sh status` stays the servers-only view.
+newest batch and quality row, the quarantine rate, the Kafka lag, and the processes run by
+ops.supervise (`make demo`): one that is down, crashed and waiting for its restart, fails the
+status. Thresholds come from ALERT_* (docs/OPERATIONS.md). `scripts/stack.sh status` stays the
+servers-only view.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from common.settings import SettingsError, load
-from ops import health
+from ops import health, supervise
 
+SUPERVISED = "supervisor"  # the --only group of the supervised processes (ops.supervise)
 STYLE = {"ok": "green", "warn": "yellow", "off": "dim", "down": "bold red", "stale": "bold red"}
 
 
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=sorted(health.GROUPS),
+        choices=sorted([*health.GROUPS, SUPERVISED]),
         help="run only these groups of checks (repeatable)",
     )
     args = parser.parse_args(argv)
@@ -58,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         health.Thresholds.from_env(
             health.env_of(settings)
         )  # invalid thresholds: one line, before any request
-        checks = health.collect(settings, args.only)
+        groups = [g for g in args.only or health.GROUPS if g != SUPERVISED]
+        checks = health.collect(settings, groups) if groups else []
+        if not args.only or SUPERVISED in args.only:
+            checks += [
+                supervise.status_check(st) for st in supervise.states(settings.stack.stack_dir / "supervise")
+            ]
     except SettingsError as exc:
         print(f"status: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,11 @@
 """Alerts through real channels (an HTTP server and an SMTP server started here), the monitor's
-rules on servers that do not answer, and the supervisor's restarts and giving up."""
+rules on servers that do not answer, and how it mirrors the supervisor's alert (the supervisor
+itself: tests/unit/test_supervise.py)."""
 
 from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from email import message_from_bytes
@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from common.settings import load
-from ops import alerts, health, monitor, supervise
+from ops import alerts, health, monitor
 from tests.integration.test_ops_status import NOWHERE
 
 
@@ -134,9 +134,10 @@ def test_rules_on_checks() -> None:
         health.Check("spark", "job", "off", "not running"),
     ]
     supervised = [
-        {"name": "job", "restarts": 3, "last_exit": 1},
-        {"name": "producer", "restarts": 1, "last_exit": 1},
-        {"name": "dashboard", "restarts": 6, "gave_up": True, "reason": "crashed 6 times"},
+        {"name": "job", "status": "down", "restarts": 3, "last_exit": 1, "alerting": True},
+        {"name": "producer", "status": "running", "restarts": 1, "last_exit": 1, "alerting": False},
+        {"name": "dashboard", "status": "running", "restarts": 6, "last_exit": 1, "alerting": True},
+        {"name": "replay", "status": "stopped", "restarts": 6, "last_exit": 1, "alerting": True},
     ]
     assert [(f.rule, f.severity) for f in monitor.evaluate(checks, supervised, t)] == [
         ("down:cassandra:node", "critical"),
@@ -158,7 +159,7 @@ def test_monitor_alerts_once_per_change_on_servers_that_do_not_answer(
     monkeypatch.setenv("CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     (tmp_path / "supervise").mkdir()
     state = tmp_path / "supervise" / "job.json"
-    state.write_text(json.dumps({"name": "job", "restarts": 6, "gave_up": True, "reason": "exit 1 x6"}))
+    state.write_text(json.dumps({"name": "job", "status": "down", "restarts": 6, "alerting": True}))
     m = monitor.Monitor(load())
 
     first = m.run_once()
@@ -180,56 +181,3 @@ def test_monitor_alerts_once_per_change_on_servers_that_do_not_answer(
         "down:kafka:broker",
         "down:mongodb:server",
     ]
-
-
-def supervisor(tmp_path: Path, command: list[str], max_restarts: int = 3) -> supervise.Supervisor:
-    return supervise.Supervisor(
-        "crashy",
-        command,
-        supervise.Policy(max_restarts=max_restarts, backoff_s=0.01, max_backoff_s=0.05, reset_after_s=300),
-        tmp_path / "supervise",
-        alerts.channels_from_env({}),
-        alerts.AlertStore(tmp_path / "alerts.json"),
-        tmp_path / "crashy.log",
-    )
-
-
-def test_supervisor_restarts_a_crashing_process_then_gives_up_saying_why(tmp_path: Path) -> None:
-    code = "import sys; print('cannot reach Kafka'); sys.exit(3)"
-    sup = supervisor(tmp_path, [sys.executable, "-c", code])
-
-    assert sup.run() == 1
-
-    state = json.loads((tmp_path / "supervise" / "crashy.json").read_text())
-    assert (state["restarts"], state["total_restarts"], state["exits"], state["gave_up"]) == (
-        4,
-        3,
-        [3] * 4,
-        True,
-    )
-    assert state["reason"].startswith("crashed 4 times in a row (exit codes [3, 3, 3, 3])")
-    assert "cannot reach Kafka" in state["reason"]
-    assert (tmp_path / "crashy.log").read_text() == "cannot reach Kafka\n" * 4
-    stored = json.loads((tmp_path / "alerts.json").read_text())
-    assert [(h["rule"], h["state"]) for h in stored["history"]] == [("restart:crashy", "event")] * 3 + [
-        ("restarts:crashy", "firing")
-    ]
-    assert list(stored["active"]) == ["restarts:crashy"]
-    assert [round(sup.policy.delay(n), 2) for n in (1, 2, 3, 4)] == [0.01, 0.02, 0.04, 0.05]
-
-
-def test_supervisor_stops_restarting_once_the_process_succeeds(tmp_path: Path) -> None:
-    counter = tmp_path / "runs"
-    code = (
-        "import pathlib, sys; p = pathlib.Path(sys.argv[1]); n = int(p.read_text()) if p.exists() else 0; "
-        "p.write_text(str(n + 1)); sys.exit(0 if n == 2 else 1)"
-    )
-    sup = supervisor(tmp_path, [sys.executable, "-c", code, str(counter)])
-    assert sup.run() == 0
-    assert counter.read_text() == "3"
-    state = json.loads((tmp_path / "supervise" / "crashy.json").read_text())
-    assert (state["total_restarts"], state["last_exit"], state["gave_up"]) == (2, 0, False)
-
-
-def test_supervisor_cli_refuses_a_missing_command() -> None:
-    assert supervise.main(["job"]) == 2
