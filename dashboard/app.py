@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from cassandra.cluster import Session  # noqa: E402
 
 from common import envfile  # noqa: E402
 from common.settings import SettingsError  # noqa: E402
-from dashboard import charts, insights_view, queries  # noqa: E402
-from dashboard.auth import Authenticator, Identity  # noqa: E402
+from dashboard import alerts_view, charts, insights_view, queries  # noqa: E402
+from dashboard.auth import Authenticator, Identity, LoginThrottle  # noqa: E402
 from dashboard.settings import MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS, DashboardSettings, Role  # noqa: E402
 from dashboard.settings import load as load_settings  # noqa: E402
 from ops import alerts  # noqa: E402
@@ -48,6 +49,18 @@ def _settings() -> DashboardSettings:
 @st.cache_resource(show_spinner="Preparing the login...")
 def _authenticator() -> Authenticator:
     return Authenticator(_settings().users)
+
+
+@st.cache_resource(show_spinner=False)
+def _throttle() -> LoginThrottle:
+    """One failure record per process, shared by every browser session (dashboard.auth)."""
+    return LoginThrottle()
+
+
+def _client() -> str:
+    # The peer address of the browser's connection (None on loopback, so all local users share one).
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "local"
 
 
 def _close(session: Session) -> None:
@@ -77,10 +90,20 @@ def _login(auth: Authenticator) -> None:
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in")
     if submitted:
+        throttle, client = _throttle(), _client()
+        wait = throttle.retry_after(user, client)
+        if wait > 0:  # no password check at all while locked
+            log.warning(
+                "dashboard login throttled: user=%r client=%s retry in %.0f s", user[:64], client, wait
+            )
+            st.error(f"Too many failed logins: try again in {math.ceil(wait)} s.")
+            return
         identity = auth.authenticate(user, password)
         if identity is None:
+            throttle.failed(user, client)
             st.error("Wrong user name or password.")
         else:
+            throttle.succeeded(user)
             st.session_state["identity"] = identity
             st.rerun()
 
@@ -166,10 +189,15 @@ def _active_alerts() -> dict[str, dict[str, object]]:
     return alerts.AlertStore(alerts.alert_file(env, stack_dir)).active()
 
 
-def _health(snap: queries.Snapshot, now: dt.datetime) -> None:
+def _health(snap: queries.Snapshot, now: dt.datetime, operator: bool) -> None:
     st.subheader("Pipeline health")
+    # An alert's text is whatever a process printed: one escaped line for everyone, the whole
+    # text as plain code for operators only (dashboard/alerts_view.py).
     for rule, alert in sorted(_active_alerts().items()):
-        st.warning(f"Alert {alert.get('severity', '')} `{rule}`: {alert.get('summary', '')}", icon="🔔")
+        st.warning(alerts_view.banner(rule, alert), icon="🔔")
+        if operator:
+            with st.expander("Details of " + alerts_view.escape_markdown(alerts_view.one_line(rule, 80))):
+                st.code(alerts_view.details(rule, alert), language=None)
     if snap.pipeline.empty:
         st.info("No pipeline metrics in the last days: is the job running?")
         return
@@ -217,7 +245,7 @@ def _body(settings: DashboardSettings, identity: Identity, top_n: int, latest_n:
         _latest(snap)
     _charts(snap, top_n, min_count)
     _quality(snap)
-    _health(snap, now)
+    _health(snap, now, identity.role is Role.OPERATOR)
 
 
 def main() -> None:

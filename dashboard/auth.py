@@ -4,7 +4,8 @@ Passwords come from the secrets (`.env`): a clear value is hashed once per proce
 `..._PASSWORD_HASH` is used as given; a login is always a `bcrypt.checkpw` against a hash,
 never a comparison of clear text. An unknown user costs the same bcrypt check as a known
 one, so the answer time does not tell which accounts exist. The log names the user and the
-outcome, never the password.
+outcome, never the password. `LoginThrottle` slows repeated failures per user name and per
+client address (docs/DASHBOARD.md, "Login").
 
     python -m dashboard.auth hash     # prints a bcrypt hash for DASHBOARD_*_PASSWORD_HASH
 """
@@ -16,7 +17,9 @@ import getpass
 import logging
 import secrets
 import sys
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import bcrypt
@@ -71,6 +74,96 @@ class Authenticator:
             return None
         log.info("dashboard login ok: user=%s role=%s", _printable(user), role.value)
         return Identity(user=user, role=role)
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """From the `free`-th failure in a row on, each failure locks the key for `base_s` seconds,
+    doubled at every failure up to `max_s`; a key without failure for `forget_after_s` starts over."""
+
+    free: int
+    base_s: float
+    max_s: float
+    forget_after_s: float = 900.0
+
+    def lock_s(self, failures: int) -> float:
+        if failures < self.free:
+            return 0.0
+        return float(min(self.max_s, self.base_s * 2 ** min(failures - self.free, 32)))
+
+
+# Per user name: a password guesser on one account. Per client address: a guesser spraying many
+# names. The client policy is looser because every local user shares 127.0.0.1 (the default bind).
+USER_POLICY = ThrottlePolicy(free=5, base_s=2.0, max_s=300.0)
+CLIENT_POLICY = ThrottlePolicy(free=20, base_s=1.0, max_s=60.0)
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+class LoginThrottle:
+    """Slows repeated login failures per user name and per client address.
+
+    In-process memory (one dashboard process; forgotten at a restart), bounded to `max_keys`
+    entries (the oldest go first). While a key is locked no password is checked at all, so a
+    guesser also costs no bcrypt work. A success clears its user's record, not its client's.
+    """
+
+    def __init__(
+        self,
+        user_policy: ThrottlePolicy = USER_POLICY,
+        client_policy: ThrottlePolicy = CLIENT_POLICY,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._policies = {"user": user_policy, "client": client_policy}
+        self._records: dict[tuple[str, str], _Record] = {}
+        self._max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def _keys(self, user: str, client: str) -> list[tuple[str, str]]:
+        return [("user", user.strip()[:MAX_INPUT]), ("client", client)]
+
+    def _current(self, key: tuple[str, str], now: float) -> _Record | None:
+        record = self._records.get(key)
+        policy = self._policies[key[0]]
+        if record is not None and now >= record.locked_until and now - record.last > policy.forget_after_s:
+            del self._records[key]
+            return None
+        return record
+
+    def retry_after(self, user: str, client: str) -> float:
+        """Seconds before this user name from this client may try again (0: now)."""
+        with self._lock:
+            now = self._clock()
+            waits = [r.locked_until - now for k in self._keys(user, client) if (r := self._current(k, now))]
+            return max([0.0, *waits])
+
+    def failed(self, user: str, client: str) -> float:
+        """Count a failure; returns the lock it sets (0 while failures are still free)."""
+        with self._lock:
+            now = self._clock()
+            lock = 0.0
+            for key in self._keys(user, client):
+                record = self._current(key, now) or _Record()
+                record.failures += 1
+                record.last = now
+                record.locked_until = now + self._policies[key[0]].lock_s(record.failures)
+                lock = max(lock, record.locked_until - now)
+                self._records.pop(key, None)
+                self._records[key] = record  # the newest last, so eviction drops the oldest
+            while len(self._records) > self._max_keys:
+                del self._records[next(iter(self._records))]
+            return lock
+
+    def succeeded(self, user: str) -> None:
+        with self._lock:
+            self._records.pop(("user", user.strip()[:MAX_INPUT]), None)
 
 
 def main(argv: list[str] | None = None) -> int:
