@@ -50,7 +50,7 @@ from bench.harness import (
     write_result,
 )
 from ops import lag as job_lag
-from ops.cassandra_setup import session
+from ops.cassandra_setup import build_cluster
 
 UTC = dt.UTC
 # Rates whose freshness the targets name: measured even after a lower rate was not sustained.
@@ -63,18 +63,24 @@ class Probe:
     def __init__(self, job: Job) -> None:
         self.s = settings()
         self.job = job
-        self._session_cm = session(self.s.cassandra, self.s.cassandra.admin, KEYSPACE)
-        self.cql = self._session_cm.__enter__()
+        self._cluster = build_cluster(self.s.cassandra, self.s.cassandra.admin)
+        self.cql = self._cluster.connect(KEYSPACE)
 
     def close(self) -> None:
-        self._session_cm.__exit__(None, None, None)
+        self._cluster.shutdown()
 
     def lag_messages(self) -> int | None:
-        try:
-            report = job_lag.lag(self.s.kafka, self.job.checkpoint)
-        except job_lag.CheckpointError:
-            return None
-        return report.total if report.batch_id is not None else None
+        """Records not yet committed by the slower of the two queries (all sinks)."""
+        totals = []
+        for checkpoint in self.job.checkpoints.values():
+            try:
+                report = job_lag.lag(self.s.kafka, checkpoint)
+            except job_lag.CheckpointError:
+                return None
+            if report.batch_id is None:
+                return None
+            totals.append(report.total)
+        return max(totals)
 
     def end_offsets(self) -> int:
         return sum(job_lag.end_offsets(self.s.kafka).values())

@@ -153,7 +153,13 @@ class Job:
 
     @property
     def checkpoint(self) -> Path:
-        return self.workdir / "checkpoints" / "stream_users"
+        """The serving query's checkpoint (what the dashboard sees)."""
+        return self.checkpoints["serving"]
+
+    @property
+    def checkpoints(self) -> dict[str, Path]:
+        """Both queries' checkpoints: the job keeps up only when both do."""
+        return {q: self.workdir / "checkpoints" / q for q in ("serving", "lake")}
 
     @property
     def log(self) -> Path:

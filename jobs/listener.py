@@ -109,7 +109,8 @@ class MetricsListener(StreamingQueryListener):
     def __init__(self, job: JobSettings) -> None:
         self.job = job
         self._lock = threading.Lock()
-        self._reports: dict[int, BatchReport] = {}
+        # Keyed by (query name, batch id): the serving and lake queries count batches apart.
+        self._reports: dict[tuple[str, int], BatchReport] = {}
         self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._insert: PreparedStatement | None = None
@@ -118,7 +119,7 @@ class MetricsListener(StreamingQueryListener):
 
     def on_report(self, report: BatchReport) -> None:
         with self._lock:
-            self._reports[report.batch_id] = report
+            self._reports[(report.query, report.batch_id)] = report
             while len(self._reports) > MAX_PENDING_REPORTS:
                 self._reports.pop(min(self._reports))
 
@@ -131,7 +132,8 @@ class MetricsListener(StreamingQueryListener):
             if not ran_a_batch(progress):
                 return
             with self._lock:
-                report = self._reports.pop(int(progress["batchId"]), None)
+                name = str(progress.get("name") or "unnamed")
+                report = self._reports.pop((name, int(progress["batchId"])), None)
             row = progress_row(progress, report)
             log.info(
                 "progress %s batch %d: %d rows, %.1f rows/s in, %.1f rows/s processed, trigger %s ms, "

@@ -4,7 +4,7 @@ Run it with `scripts/spark-submit.sh jobs/replay_bronze.py [options]` (docs/REPL
 
 Bronze (read from the live lake, pinned to one Delta version) is ordered by
 (Kafka timestamp, topic, partition, offset), cut into chunks of N records, and each chunk
-goes through jobs.pipeline.BatchProcessor exactly like a live micro-batch, with:
+goes through jobs.pipeline.ServingProcessor and LakeProcessor exactly like live micro-batches, with:
 - a replay lake of its own (silver and gold rebuilt from nothing): replaying into the live
   lake would project nothing, since the live silver already has every user id;
 - a replay app id of its own, so Delta does not skip the writes as done by the live job;
@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 from common.settings import SettingsError
 from jobs import erasure, preflight, sinks, transform
 from jobs import settings as job_settings
-from jobs.pipeline import GOLD, BatchProcessor, BatchReport
+from jobs.pipeline import GOLD, BatchReport, LakeProcessor, ServingProcessor
 from jobs.settings import JobSettings
 
 log = logging.getLogger("jobs.replay_bronze")
@@ -303,11 +303,15 @@ def run(
     state_path = replay_lake / STATE_FILE
     state = plan(spark, live, state_path, rng, batch_records)
     target = ReplayJobSettings.of(live, replay_lake)
-    processor = BatchProcessor(spark, target, state.app_id, write_bronze=False)
+    # Both paths of the live job, on each chunk: the serving stores, then the lake and statistics.
+    serving = ServingProcessor(spark, target, state.app_id)
+    lake = LakeProcessor(spark, target, state.app_id, write_bronze=False)
     bronze = sinks.read_delta(spark, state.bronze_path, state.bronze_version).where(rng.condition())
     started, first = time.monotonic(), state.done
     for index in range(state.done, len(state.boundaries)):
-        report = processor.process(bronze.where(chunk_condition(state.boundaries, index)), index)
+        chunk = bronze.where(chunk_condition(state.boundaries, index))
+        serving.process(chunk, index)
+        report = lake.process(chunk, index)
         state.done = index + 1
         state.save(state_path)
         log.info(progress_line(state, report, index, started, first))

@@ -17,14 +17,26 @@ CONSISTENCY_LEVELS = {"ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL", "EACH
 
 
 @dataclass(frozen=True)
+class QuerySettings:
+    """One streaming query of the job: its name (= its checkpoint folder), trigger and batch bound."""
+
+    name: str
+    trigger_interval: str
+    max_offsets_per_trigger: int
+
+
+SERVING, LAKE = "serving", "lake"
+
+
+@dataclass(frozen=True)
 class JobSettings:
     common: Settings
     lake_dir: Path
     checkpoint_dir: Path
     starting_offsets: str
     fail_on_data_loss: bool
-    max_offsets_per_trigger: int
-    trigger_interval: str
+    serving: QuerySettings
+    lake: QuerySettings
     ui_port: int
     cassandra_write_consistency: str
     sink_stall_timeout_s: int = 600
@@ -37,6 +49,10 @@ class JobSettings:
 
     def checkpoint(self, query: str) -> Path:
         return self.checkpoint_dir / query
+
+    @property
+    def queries(self) -> tuple[QuerySettings, QuerySettings]:
+        return (self.serving, self.lake)
 
 
 def _path(root: Path, value: str) -> Path:
@@ -51,36 +67,36 @@ def from_settings(settings: Settings) -> JobSettings:
         raise SettingsError(
             f"KAFKA_STARTING_OFFSETS={starting!r} must be latest, earliest or a JSON offsets map"
         )
-    fail = (env.get("KAFKA_FAIL_ON_DATA_LOSS", "true") or "true").lower()
-    if fail not in {"true", "false"}:
-        raise SettingsError(f"KAFKA_FAIL_ON_DATA_LOSS={fail!r} must be true or false")
-    trigger = env.get("TRIGGER_INTERVAL", "5 seconds") or "5 seconds"
-    if not _INTERVAL.match(trigger):
-        raise SettingsError(f"TRIGGER_INTERVAL={trigger!r} must look like '5 seconds' or '500 milliseconds'")
+
+    def interval(key: str, default: str) -> str:
+        value = env.get(key, default) or default
+        if not _INTERVAL.match(value):
+            raise SettingsError(f"{key}={value!r} must look like '5 seconds' or '500 milliseconds'")
+        return value
+
     consistency = (env.get("CASSANDRA_WRITE_CONSISTENCY", "LOCAL_QUORUM") or "LOCAL_QUORUM").upper()
     if consistency not in CONSISTENCY_LEVELS:
         raise SettingsError(
             f"CASSANDRA_WRITE_CONSISTENCY={consistency!r} is not one of {sorted(CONSISTENCY_LEVELS)}"
         )
-    try:
-        max_offsets = int(env.get("KAFKA_MAX_OFFSETS_PER_TRIGGER", "2000") or "2000")
-        ui_port = int(env.get("SPARK_UI_PORT", "4040") or "4040")
-    except ValueError as exc:
-        raise SettingsError(
-            f"KAFKA_MAX_OFFSETS_PER_TRIGGER / SPARK_UI_PORT must be integers ({exc})"
-        ) from None
-    if max_offsets < 1:
-        raise SettingsError("KAFKA_MAX_OFFSETS_PER_TRIGGER must be at least 1")
     root = settings.stack.root
     return JobSettings(
         common=settings,
         lake_dir=_path(root, env.get("LAKE_DIR", "lake") or "lake"),
         checkpoint_dir=_path(root, env.get("CHECKPOINT_DIR", "checkpoints") or "checkpoints"),
         starting_offsets=starting,
-        fail_on_data_loss=fail == "true",
-        max_offsets_per_trigger=max_offsets,
-        trigger_interval=trigger,
-        ui_port=ui_port,
+        fail_on_data_loss=common_settings.env_bool(env, "KAFKA_FAIL_ON_DATA_LOSS", True),
+        serving=QuerySettings(
+            SERVING,
+            interval("SERVING_TRIGGER_INTERVAL", "500 milliseconds"),
+            common_settings.env_int(env, "SERVING_MAX_OFFSETS_PER_TRIGGER", 1, 10**9, 500),
+        ),
+        lake=QuerySettings(
+            LAKE,
+            interval("LAKE_TRIGGER_INTERVAL", "30 seconds"),
+            common_settings.env_int(env, "LAKE_MAX_OFFSETS_PER_TRIGGER", 1, 10**9, 5000),
+        ),
+        ui_port=common_settings.env_int(env, "SPARK_UI_PORT", 1, 65535, 4040),
         cassandra_write_consistency=consistency,
         sink_stall_timeout_s=common_settings.env_int(env, "SINK_STALL_TIMEOUT_S", 30, 86_400, 600),
         sink_concurrency=common_settings.env_int(env, "SINK_CONCURRENCY", 1, 8, 3),

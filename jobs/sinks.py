@@ -11,24 +11,28 @@ SIGKILL between two sinks) changes nothing the second time:
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from bson.int64 import Int64
 from delta.tables import DeltaTable
 from pymongo import MongoClient
-from pymongo.collection import Collection
-from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+from pymongo.errors import BulkWriteError
+from pyspark.sql import DataFrame, Row, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StructType, TimestampType
 
 from common.settings import Account, JvmTruststore, Settings, SettingsError
-from jobs.settings import JobSettings
+from jobs.settings import JobSettings, QuerySettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -203,8 +207,11 @@ def with_retries(
 # --- Kafka --------------------------------------------------------------------------------
 
 
-def read_kafka(spark: SparkSession, job: JobSettings, starting_offsets: str | None = None) -> DataFrame:
-    """The raw Kafka records of the topic as the job's user (SASL/SCRAM, TLS with SASL_SSL), with headers."""
+def read_kafka(
+    spark: SparkSession, job: JobSettings, query: QuerySettings, starting_offsets: str | None = None
+) -> DataFrame:
+    """The raw Kafka records of the topic for one query, as the job's user (SASL/SCRAM, TLS
+    with SASL_SSL), with headers; at most `query.max_offsets_per_trigger` records a batch."""
     k = job.common.kafka
     return (
         spark.readStream.format("kafka")
@@ -214,7 +221,7 @@ def read_kafka(spark: SparkSession, job: JobSettings, starting_offsets: str | No
         .option("includeHeaders", "true")
         .option("startingOffsets", starting_offsets or job.starting_offsets)
         .option("failOnDataLoss", str(job.fail_on_data_loss).lower())
-        .option("maxOffsetsPerTrigger", str(job.max_offsets_per_trigger))
+        .option("maxOffsetsPerTrigger", str(query.max_offsets_per_trigger))
         .load()
     )
 
@@ -316,63 +323,158 @@ def delta_version(spark: SparkSession, path: str) -> int:
     return int(row[0])
 
 
+class CachedDeltaTable:
+    """A small Delta table kept by the driver between micro-batches, re-read only when it changed.
+
+    Whether it changed is one `exists` of the next commit file of its log (any Hadoop file
+    system), instead of a snapshot update and a read per batch. `collect=True` keeps the rows
+    themselves (gold, the erasure ledger: tiny tables), so a batch reads nothing from Delta.
+    """
+
+    def __init__(self, spark: SparkSession, path: str, *, collect: bool = True) -> None:
+        self.spark = spark
+        self.path = path
+        self.collect = collect
+        self._version: int | None = None
+        self._df: DataFrame | None = None
+
+    def _log(self) -> tuple[Any, Any]:
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        log_dir = jvm.org.apache.hadoop.fs.Path(self.path, "_delta_log")
+        jsc: Any = self.spark.sparkContext._jsc
+        return jvm, log_dir.getFileSystem(jsc.hadoopConfiguration())
+
+    def latest_version(self) -> int | None:
+        """The newest committed version (None: no table), probing upwards from the last one seen."""
+        jvm, fs = self._log()
+        log_dir = jvm.org.apache.hadoop.fs.Path(self.path, "_delta_log")
+        version = self._version
+        if version is None:
+            if not fs.exists(log_dir):
+                return None
+            version = -1
+            marker = jvm.org.apache.hadoop.fs.Path(log_dir, "_last_checkpoint")
+            if fs.exists(marker):
+                stream = fs.open(marker)
+                try:
+                    text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+                finally:
+                    stream.close()
+                version = int(json.loads(text)["version"])
+        while fs.exists(jvm.org.apache.hadoop.fs.Path(log_dir, f"{version + 1:020d}.json")):
+            version += 1
+        return version if version >= 0 else None
+
+    def get(self) -> DataFrame | None:
+        version = self.latest_version()
+        if version is None:
+            self._version, self._df = None, None
+            return None
+        if version != self._version or self._df is None:
+            df = read_delta(self.spark, self.path, version)
+            self._df = self.spark.createDataFrame(df.collect(), df.schema) if self.collect else df
+            self._version = version
+        return self._df
+
+    def put(self, rows: list[Row], schema: StructType) -> None:
+        """After this process committed `rows` as the table's next version: keep them.
+
+        If anything else committed meanwhile (or the write was skipped as already done),
+        forget them: the next get() reads the table.
+        """
+        before = self._version
+        version = self.latest_version()
+        if before is not None and version == before + 1:
+            self._df, self._version = self.spark.createDataFrame(rows, schema), version
+        else:
+            self._df = None
+
+
 # --- MongoDB ------------------------------------------------------------------------------
 
 
 def write_mongo(df: DataFrame, job: JobSettings, collection: str) -> None:
     """Write each row as one document with a deterministic `_id`, idempotently.
 
-    An unordered bulk insert: the pipeline only sends documents that are new (users this
-    batch added to silver, anomalies of this batch). When this batch ran before (a rerun
-    after a crash) some are already there, identical (the same silver rows): then only the
-    missing ones are inserted. Never a replace-upsert: FerretDB/SQLite inserts ~6,600
-    documents/s but replace-upserts 7/s (docs/PERFORMANCE.md).
+    An unordered bulk insert through the Spark connector. When a document with that `_id`
+    is there already (this batch ran before and was cut, or the person was delivered by an
+    earlier batch) the connector fails the partition; then the same rows are inserted again
+    with an unordered insert per partition that skips duplicate keys one by one, so a rerun
+    costs about what the first run cost: never one lookup per id, never a replace-upsert
+    (FerretDB/SQLite replace-upserts ~7 documents/s, docs/PERFORMANCE.md).
     """
     try:
         _mongo_insert(df, job, collection)
     except Exception as exc:  # py4j wraps the driver's MongoBulkWriteException
         if not is_duplicate_key(exc):
             raise
-        existing = existing_mongo_ids(job, collection, [str(row[0]) for row in df.select("_id").collect()])
-        log.info(
-            "mongo %s: %d documents of this batch already there (a rerun): inserting the others",
-            collection,
-            len(existing),
-        )
-        if existing:
-            spark = df.sparkSession
-            known = spark.createDataFrame([(i,) for i in sorted(existing)], df.select("_id").schema)
-            df = df.join(known, "_id", "left_anti")
-        _mongo_insert(df, job, collection)
+        log.info("mongo %s: some documents are there already: inserting the others", collection)
+        insert_skipping_duplicates(df, job, collection)
 
 
 def _mongo_insert(df: DataFrame, job: JobSettings, collection: str) -> None:
-    _mongo_writer(df, job, collection).option("operationType", "insert").option("ordered", "false").save()
-
-
-def existing_mongo_ids(job: JobSettings, collection: str, ids: list[str], threads: int = 4) -> set[str]:
-    """Which of these `_id`s the collection holds (asked by the job's own Mongo account).
-
-    One point query per id, a few at a time: FerretDB answers `{_id: x}` from its index in
-    ~1.5 ms but scans the whole collection for `{_id: {$in: [...]}}` (122 s for 100 ids in
-    800k documents, measured).
-    """
-    m = job.common.mongo
-    client: MongoClient[dict[str, object]]
-    with MongoClient(m.uri(m.writer), serverSelectionTimeoutMS=30_000, maxPoolSize=threads) as client:
-        coll: Collection[dict[str, object]] = client[m.database][collection]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            found = pool.map(lambda i: coll.find_one({"_id": i}, {"_id": 1}) is not None, ids)
-            return {i for i, there in zip(ids, found, strict=True) if there}
-
-
-def _mongo_writer(df: DataFrame, job: JobSettings, collection: str) -> DataFrameWriter:
-    return (
+    (
         df.write.format("mongodb")
         .mode("append")
         .option("database", job.common.mongo.database)
         .option("collection", collection)
+        .option("operationType", "insert")
+        .option("ordered", "false")
+        .save()
     )
+
+
+MONGO_INSERT_CHUNK = 1000
+
+
+def insert_skipping_duplicates(df: DataFrame, job: JobSettings, collection: str) -> None:
+    """Unordered `insert_many` per partition (pymongo): duplicate keys (E11000) are skipped,
+    every other write error fails the partition. Top-level timestamps go as UTC instants and
+    bigints as Int64, as the connector writes them.
+    """
+    m = job.common.mongo
+    uri, database = m.uri(m.writer), m.database
+    timestamps = [f.name for f in df.schema.fields if isinstance(f.dataType, TimestampType)]
+    longs = [f.name for f in df.schema.fields if isinstance(f.dataType, LongType)]
+    # Instants as microseconds since the epoch: a Python worker would read timestamps in its own zone.
+    prepared = df.select(*[F.unix_micros(c).alias(c) if c in timestamps else F.col(c) for c in df.columns])
+
+    def insert(rows: Iterable[Row]) -> None:
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+        def document(row: Row) -> dict[str, Any]:
+            doc = row.asDict(recursive=True)
+            for name in timestamps:
+                if doc[name] is not None:
+                    doc[name] = epoch + dt.timedelta(microseconds=doc[name])
+            for name in longs:
+                if doc[name] is not None:
+                    doc[name] = Int64(doc[name])
+            return doc
+
+        client: MongoClient[dict[str, Any]]
+        with MongoClient(uri, serverSelectionTimeoutMS=30_000) as client:
+            coll: Any = client[database][collection]
+            chunk: list[dict[str, Any]] = []
+
+            def flush() -> None:
+                try:
+                    coll.insert_many(chunk, ordered=False)
+                except BulkWriteError as exc:
+                    errors = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+                    if errors or exc.details.get("writeConcernErrors"):
+                        raise
+                chunk.clear()
+
+            for row in rows:
+                chunk.append(document(row))
+                if len(chunk) >= MONGO_INSERT_CHUNK:
+                    flush()
+            if chunk:
+                flush()
+
+    prepared.foreachPartition(insert)
 
 
 def is_duplicate_key(exc: BaseException) -> bool:

@@ -1,7 +1,16 @@
-"""The streaming job: Kafka `random_user_data` -> Delta medallion -> MongoDB and Cassandra.
+"""The streaming job: Kafka `random_user_data` -> the serving stores now, the Delta lake steadily.
 
-Run it with `scripts/spark-submit.sh jobs/stream_users.py` (see README). One query, one
-checkpoint; each micro-batch goes through jobs.pipeline.BatchProcessor.
+Run it with `scripts/spark-submit.sh jobs/stream_users.py` (see README). One Spark
+application, two streaming queries on the same topic, each with its own checkpoint
+(docs/ARCHITECTURE.md):
+
+- `serving` (short trigger, FAIR pool weighted first): jobs.pipeline.ServingProcessor writes
+  each user to Cassandra `latest_users`, `random_user_table` and Mongo within about a second;
+- `lake` (longer trigger): jobs.pipeline.LakeProcessor keeps bronze, quarantine, silver,
+  gold, the statistics tables and the quality metrics.
+
+A query that fails is restarted in this process with capped backoff while the other goes on;
+the process itself ends only on a signal, a stalled sink (exit 3) or a lost driver.
 """
 
 from __future__ import annotations
@@ -10,16 +19,24 @@ import argparse
 import logging
 import signal
 import sys
+import threading
+import time
 from types import FrameType
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import SettingsError
 from jobs import lifeline, preflight, sinks
 from jobs import settings as job_settings
 from jobs.listener import MetricsListener
-from jobs.pipeline import BatchProcessor
+from jobs.pipeline import LakeProcessor, ServingProcessor
+from jobs.settings import JobSettings, QuerySettings
 
 log = logging.getLogger("jobs.stream_users")
-QUERY_NAME = "stream_users"
+APP_NAME = "stream_users"
+# A failed query is restarted after 1, 2, 4 ... seconds, at most this many.
+RESTART_BACKOFF_MAX_S = 60.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,72 +49,150 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="process what is in the topic now, then stop (backfills, tests)",
     )
+    parser.add_argument(
+        "--queries",
+        default="serving,lake",
+        help="which queries to run, comma-separated (default: serving,lake)",
+    )
     parser.add_argument("--skip-preflight", action="store_true", help="do not check the servers first")
     return parser.parse_args(argv)
+
+
+class Job:
+    """The two queries of one Spark application, and their restarts."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        job: JobSettings,
+        metrics: MetricsListener,
+        starting_offsets: str | None,
+        available_now: bool,
+    ) -> None:
+        self.spark = spark
+        self.job = job
+        self.metrics = metrics
+        self.starting_offsets = starting_offsets
+        self.available_now = available_now
+        self.app_ids = {q.name: sinks.app_id_for(job.checkpoint(q.name)) for q in job.queries}
+        self.failures: dict[str, int] = {}
+
+    def start(self, q: QuerySettings) -> StreamingQuery:
+        checkpoint = self.job.checkpoint(q.name)
+        processor_type = ServingProcessor if q.name == job_settings.SERVING else LakeProcessor
+        processor = processor_type(
+            self.spark, self.job, self.app_ids[q.name], on_report=self.metrics.on_report
+        )
+        # The query's own thread inherits the pool: Spark's planning jobs run there too.
+        processor.use_pool()
+        writer = (
+            sinks.read_kafka(self.spark, self.job, q, self.starting_offsets)
+            .writeStream.queryName(q.name)
+            .option("checkpointLocation", str(checkpoint))
+            .foreachBatch(processor)
+        )
+        writer = (
+            writer.trigger(availableNow=True)
+            if self.available_now
+            else writer.trigger(processingTime=q.trigger_interval)
+        )
+        query = writer.start()
+        log.info(
+            "started query %s (app id %s, checkpoint %s, trigger %s, at most %d records a batch)",
+            q.name,
+            self.app_ids[q.name],
+            checkpoint,
+            "available-now" if self.available_now else q.trigger_interval,
+            q.max_offsets_per_trigger,
+        )
+        return query
+
+    def run(self, names: list[str], stopping: threading.Event) -> int:
+        """Run the queries until a signal (or, available-now, until they are done)."""
+        wanted = [q for q in self.job.queries if q.name in names]
+        queries = {q.name: self.start(q) for q in wanted}
+        restart_at: dict[str, float] = {}
+        failed = False
+        while not stopping.is_set():
+            stopping.wait(0.5)
+            for q in wanted:
+                query = queries.get(q.name)
+                if query is not None and not query.isActive:
+                    error = query.exception()
+                    if error is None:  # stopped: by us, or available-now is done
+                        if self.available_now:
+                            queries.pop(q.name)
+                        continue
+                    failed = True
+                    if self.available_now:
+                        log.error("query %s failed: %s", q.name, sinks.one_line(error))
+                        queries.pop(q.name)
+                        continue
+                    self.failures[q.name] = self.failures.get(q.name, 0) + 1
+                    delay = min(RESTART_BACKOFF_MAX_S, 2.0 ** (self.failures[q.name] - 1))
+                    log.error(
+                        "query %s failed (%d in a row), restarting it in %.0fs while the other goes on: %s",
+                        q.name,
+                        self.failures[q.name],
+                        delay,
+                        sinks.one_line(error),
+                    )
+                    queries.pop(q.name)
+                    restart_at[q.name] = time.monotonic() + delay
+                elif query is not None and query.lastProgress is not None and self.failures.get(q.name):
+                    self.failures[q.name] = 0  # a batch went through since the restart
+                if q.name in restart_at and time.monotonic() >= restart_at[q.name]:
+                    del restart_at[q.name]
+                    queries[q.name] = self.start(q)
+            if self.available_now and not queries:
+                return 1 if failed else 0
+        for query in queries.values():
+            query.stop()  # graceful: the running batch finishes and is committed
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    names = [n.strip() for n in args.queries.split(",") if n.strip()]
     try:
         job = job_settings.load()
+        unknown = sorted(set(names) - {q.name for q in job.queries})
+        if unknown or not names:
+            raise SettingsError(f"--queries {args.queries!r}: choose among serving, lake")
         if not args.skip_preflight:
             preflight.run(job.common)
-        app_id = sinks.app_id_for(job.checkpoint(QUERY_NAME))
+        for q in job.queries:
+            sinks.app_id_for(job.checkpoint(q.name))  # refuse a checkpoint without its app id
     except (SettingsError, preflight.PreflightError) as exc:
         log.error("cannot start: %s", exc)
         return 2
 
-    spark = sinks.spark_session(job, QUERY_NAME)
+    spark = sinks.spark_session(job, APP_NAME)
     lifeline.install(spark)  # either side of the driver dying ends the other (jobs/lifeline.py)
     spark.sparkContext.setLogLevel("WARN")
     metrics = MetricsListener(job)  # each batch's progress -> pipeline_metrics and the log
     spark.streams.addListener(metrics)
-    processor = BatchProcessor(spark, job, app_id, on_report=metrics.on_report)
-    writer = (
-        sinks.read_kafka(spark, job, args.starting_offsets)
-        .writeStream.queryName(QUERY_NAME)
-        .option("checkpointLocation", str(job.checkpoint(QUERY_NAME)))
-        .foreachBatch(processor)
-    )
-    writer = (
-        writer.trigger(availableNow=True)
-        if args.available_now
-        else writer.trigger(processingTime=job.trigger_interval)
-    )
-    query = writer.start()
-    log.info(
-        "started %s (app id %s, checkpoint %s, lake %s, trigger %s)",
-        QUERY_NAME,
-        app_id,
-        job.checkpoint(QUERY_NAME),
-        job.lake_dir,
-        "available-now" if args.available_now else job.trigger_interval,
-    )
-
-    stopping: list[int] = []
+    stopping = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        # Graceful: the running batch finishes and is committed; nothing is half-done
+        # Graceful: the running batches finish and are committed; nothing is half-done
         # that a restart would not redo idempotently anyway.
-        log.info("signal %d: stopping the query", signum)
-        stopping.append(signum)
-        query.stop()
+        log.info("signal %d: stopping the queries", signum)
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        query.awaitTermination()
+        code = Job(spark, job, metrics, args.starting_offsets, args.available_now).run(names, stopping)
     except Exception as exc:
-        if stopping:
-            # Stopping the query from a signal interrupts awaitTermination's py4j call.
-            log.info("stopped on signal %d", stopping[0])
-            return 0
-        log.error("query failed: %s", sinks.one_line(exc))
-        return 1
+        log.error("job failed: %s", sinks.one_line(exc))
+        code = 1
     finally:
         spark.stop()
-    return 0
+    if stopping.is_set():
+        log.info("stopped on signal")
+    return code
 
 
 if __name__ == "__main__":

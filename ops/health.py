@@ -359,28 +359,33 @@ def spark_checks(s: Settings) -> list[Check]:
         return [Check("spark", "job", "warn", detail)]
     except (requests.RequestException, ValueError) as exc:
         return [Check("spark", "job", "off", f"not running (no Spark UI at {base}: {type(exc).__name__})")]
-    ours = [a for a in apps if a.get("name") == lag.QUERY_NAME]
+    ours = [a for a in apps if a.get("name") == lag.APP_NAME]
     if not ours:
         names = ", ".join(str(a.get("name")) for a in apps)
         return [Check("spark", "job", "warn", f"{base} serves another application ({names})")]
     app = ours[0]
-    metrics: dict[str, float] = {}
+    per_query: dict[str, dict[str, float]] = {q: {} for q in lag.QUERIES}
     try:
         text = requests.get(f"{base}/metrics/prometheus", timeout=HTTP_TIMEOUT_S).text
         for line in text.splitlines():
             m = _STREAM_METRIC.search(line)
-            if m and m.group("query") == lag.QUERY_NAME:
-                metrics[m.group("metric")] = float(line.rsplit(" ", 1)[1])
+            if m and m.group("query") in per_query:
+                per_query[m.group("query")][m.group("metric")] = float(line.rsplit(" ", 1)[1])
     except (requests.RequestException, ValueError) as exc:
         log.info("Spark metrics unavailable: %s", exc)
-    active = bool(metrics)
-    detail = f"app {app.get('id')} at {base}: query {lag.QUERY_NAME} " + (
-        f"active, in {metrics.get('inputRate_total', 0):.1f} rows/s, processed "
-        f"{metrics.get('processingRate_total', 0):.1f} rows/s, last batch {metrics.get('latency', 0):.0f} ms"
-        if active
-        else "not started yet (no streaming metrics)"
-    )
-    return [Check("spark", "job", "ok" if active else "warn", detail, {"app_id": app.get("id"), **metrics})]
+    parts = []
+    for query, metrics in per_query.items():
+        parts.append(
+            f"{query} active, in {metrics.get('inputRate_total', 0):.1f} rows/s, processed "
+            f"{metrics.get('processingRate_total', 0):.1f} rows/s, "
+            f"last batch {metrics.get('latency', 0):.0f} ms"
+            if metrics
+            else f"{query} not started yet (no streaming metrics)"
+        )
+    active = all(per_query.values())
+    detail = f"app {app.get('id')} at {base}: " + "; ".join(parts)
+    flat = {f"{q}_{k}": v for q, metrics in per_query.items() for k, v in metrics.items()}
+    return [Check("spark", "job", "ok" if active else "warn", detail, {"app_id": app.get("id"), **flat})]
 
 
 def producer_port(s: Settings) -> int:
@@ -425,26 +430,32 @@ def producer_checks(s: Settings) -> list[Check]:
 
 
 def lag_checks(s: Settings, thresholds: Thresholds | None = None) -> list[Check]:
+    """One check per query of the job: records between its checkpoint and the topic's end."""
     t = thresholds or Thresholds.from_env(env_of(s))
-    checkpoint = lag.default_checkpoint(s)
-    try:
-        report = lag.lag(s.kafka, checkpoint)
-    except lag.CheckpointError as exc:
-        return [Check("pipeline", "kafka lag", "warn", str(exc))]
-    except Exception as exc:
-        return [Check("pipeline", "kafka lag", "down", f"cannot compute: {_reason(exc)}")]
-    parts = " ".join(f"{p.partition}:{p.lag}" for p in report.partitions)
-    head = "no committed batch" if report.batch_id is None else f"batch {report.batch_id} committed"
-    return [
-        Check(
-            "pipeline",
-            "kafka lag",
-            "stale" if report.total > t.max_lag else "ok",
-            f"{report.total} records behind ({parts}); {head}"
-            + (f" (above ALERT_MAX_LAG={t.max_lag:.0f})" if report.total > t.max_lag else ""),
-            report.as_dict(),
+    checks = []
+    for query in lag.QUERIES:
+        name = f"kafka lag ({query})"
+        try:
+            report = lag.lag(s.kafka, lag.default_checkpoint(s, query))
+        except lag.CheckpointError as exc:
+            checks.append(Check("pipeline", name, "warn", str(exc)))
+            continue
+        except Exception as exc:
+            checks.append(Check("pipeline", name, "down", f"cannot compute: {_reason(exc)}"))
+            continue
+        parts = " ".join(f"{p.partition}:{p.lag}" for p in report.partitions)
+        head = "no committed batch" if report.batch_id is None else f"batch {report.batch_id} committed"
+        checks.append(
+            Check(
+                "pipeline",
+                name,
+                "stale" if report.total > t.max_lag else "ok",
+                f"{report.total} records behind ({parts}); {head}"
+                + (f" (above ALERT_MAX_LAG={t.max_lag:.0f})" if report.total > t.max_lag else ""),
+                report.as_dict(),
+            )
         )
-    ]
+    return checks
 
 
 GROUPS: dict[str, Callable[[Settings], list[Check]]] = {

@@ -12,7 +12,7 @@ useful. This reads the checkpoint the way Spark does:
 So the job has processed everything below `offsets/<latest N with a commit>`. A batch in
 flight (offsets without commit) is not processed yet: after a crash it is redone.
 
-    python -m ops.lag [--checkpoint DIR] [--json]
+    python -m ops.lag [--query serving|lake | --checkpoint DIR] [--json]
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ from ops.kafka_admin import CHECK_TIMEOUT_MS, admin_client, topic_state
 
 log = logging.getLogger(__name__)
 
-QUERY_NAME = "stream_users"  # jobs/stream_users.py QUERY_NAME (its checkpoint folder)
+APP_NAME = "stream_users"  # jobs/stream_users.py APP_NAME (the Spark application)
+# The job's two queries (jobs/settings.py SERVING, LAKE), each with its checkpoint folder.
+QUERIES = (job_settings.SERVING, job_settings.LAKE)
 SUPPORTED_VERSION = 1
 
 
@@ -167,9 +169,9 @@ def lag(k: KafkaSettings, checkpoint: Path, topic: str | None = None) -> LagRepo
     return compute(name, checkpoint, committed(checkpoint, name), ends)
 
 
-def default_checkpoint(settings: Settings) -> Path:
-    """The job's checkpoint under CHECKPOINT_DIR (jobs.settings imports no Spark)."""
-    return job_settings.from_settings(settings).checkpoint(QUERY_NAME)
+def default_checkpoint(settings: Settings, query: str = job_settings.SERVING) -> Path:
+    """A query's checkpoint under CHECKPOINT_DIR (jobs.settings imports no Spark)."""
+    return job_settings.from_settings(settings).checkpoint(query)
 
 
 def render(report: LagReport) -> str:
@@ -188,14 +190,17 @@ def render(report: LagReport) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.lag", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, help="the query's checkpoint (default: the job's)")
+    parser.add_argument("--checkpoint", type=Path, help="a query's checkpoint (default: --query's)")
+    parser.add_argument(
+        "--query", choices=QUERIES, default=job_settings.SERVING, help="which query of the job"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)  # "credentials in the clear" on every login
     try:
         settings = load()
-        report = lag(settings.kafka, args.checkpoint or default_checkpoint(settings))
+        report = lag(settings.kafka, args.checkpoint or default_checkpoint(settings, args.query))
     except (SettingsError, CheckpointError, KafkaError, OSError) as exc:
         print(f"lag failed: {exc}", file=sys.stderr)
         return 1

@@ -64,7 +64,7 @@ def evaluate(
             )
         elif c.component == "pipeline" and c.name == "last batch" and c.state == "stale":
             firing.append(Firing("no_batch", "critical", f"no recent batch: {c.detail}", c.data))
-        elif c.component == "pipeline" and c.name == "kafka lag" and c.state == "stale":
+        elif c.component == "pipeline" and c.name.startswith("kafka lag") and c.state == "stale":
             firing.append(Firing("lag", "warning", f"job behind Kafka: {c.detail}", c.data))
         elif c.component == "pipeline" and c.name == "quality":
             pct = float(c.data.get("quarantine_pct", 0.0))

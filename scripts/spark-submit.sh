@@ -35,6 +35,36 @@ print(final)
 PY
 )"
 
+# The connector jars, resolved once: Ivy resolves spark.jars.packages on every start (seconds
+# of a restart, docs/PERFORMANCE.md), so the resolved list is kept in the cache, named by the
+# coordinates and the Ivy settings; later starts pass the jar files themselves.
+PACKAGES="$(sed -n 's/^spark\.jars\.packages[[:space:]]*//p' "$ROOT/conf/spark-defaults.conf")"
+JARS_KEY="$(printf '%s\n' "$PACKAGES" | cat - "$ROOT/conf/ivysettings.xml" | sha256sum | cut -c1-16)"
+JARS_FILE="$STACK_CACHE_DIR/spark-jars/$JARS_KEY.txt"
+jar_args=()
+if [ -s "$JARS_FILE" ] && tr ',' '\n' < "$JARS_FILE" | while read -r jar; do [ -f "$jar" ] || exit 1; done; then
+  jar_args=(--conf "spark.jars.packages=" --conf "spark.jars=$(cat "$JARS_FILE")")
+else
+  mkdir -p "$STACK_CACHE_DIR/spark-jars"
+  echo "[spark-submit] resolving the connector jars (first run only)" >&2
+  resolver="$(mktemp -d)/resolve.py"
+  printf '%s\n' "from pyspark.sql import SparkSession" \
+    "s = SparkSession.builder.getOrCreate()" \
+    "print('JARS=' + s.sparkContext.getConf().get('spark.jars', ''))" \
+    "s.stop()" > "$resolver"
+  resolved="$("$SPARK_HOME/bin/spark-submit" --master local[1] \
+    --properties-file "$ROOT/conf/spark-defaults.conf" \
+    --conf "spark.jars.ivy=$STACK_CACHE_DIR/ivy" --conf "spark.jars.ivySettings=$ROOT/conf/ivysettings.xml" \
+    --conf "spark.ui.enabled=false" \
+    --driver-java-options "-Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
+    "$resolver" 2>/dev/null | sed -n 's/^JARS=//p' | sed 's#file://##g')"
+  rm -rf "$(dirname "$resolver")"
+  if [ -n "$resolved" ]; then
+    printf '%s' "$resolved" > "$JARS_FILE.tmp" && mv "$JARS_FILE.tmp" "$JARS_FILE"
+    jar_args=(--conf "spark.jars.packages=" --conf "spark.jars=$resolved")
+  fi
+fi
+
 master="${SPARK_MASTER:-local[2]}"
 args=()
 while [ $# -gt 0 ]; do
@@ -51,7 +81,9 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --master "$master" \
   --properties-file "$ROOT/conf/spark-defaults.conf" \
   --conf "spark.jars.ivy=$STACK_CACHE_DIR/ivy" \
+  --conf "spark.scheduler.allocation.file=$ROOT/conf/fairscheduler.xml" \
   --conf "spark.jars.ivySettings=$ROOT/conf/ivysettings.xml" \
   --driver-java-options "-XX:+ExitOnOutOfMemoryError -Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
+  "${jar_args[@]}" \
   --py-files "$PYFILES" \
   "${args[@]}"

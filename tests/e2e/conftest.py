@@ -103,7 +103,8 @@ class JobRunner:
             LAKE_DIR=str(self.workdir / "lake"),
             CHECKPOINT_DIR=str(self.workdir / "checkpoints"),
             KAFKA_STARTING_OFFSETS=self.starting_offsets,
-            TRIGGER_INTERVAL="1 second",
+            SERVING_TRIGGER_INTERVAL="500 milliseconds",
+            LAKE_TRIGGER_INTERVAL="2 seconds",
             SPARK_UI_PORT="4140",
         )
         env.update(self.extra_env)

@@ -105,7 +105,7 @@ def test_listener_rows_spark_check_and_lag_of_a_real_run(
             "MONGO_DATABASE": s.mongo.database,
         },
     )
-    checkpoint = tmp_path / "checkpoints" / "stream_users"
+    checkpoints = {q: tmp_path / "checkpoints" / q for q in ("serving", "lake")}
     proc = runner.start()
     rows: list[Any] = []
     try:
@@ -114,7 +114,10 @@ def test_listener_rows_spark_check_and_lag_of_a_real_run(
             def recorded() -> bool:
                 assert proc.poll() is None, f"job exited {proc.returncode}:\n{runner.log_text()[-4000:]}"
                 rows[:] = list(sess.execute("SELECT * FROM pipeline_metrics"))
-                return sum(r.input_rows for r in rows) == len(first)
+                # Each query reads every record once.
+                return all(
+                    sum(r.input_rows for r in rows if r.query_name == q) == len(first) for q in checkpoints
+                )
 
             wait_for(recorded, 600, "listener rows for every record")
             spark: list[health.Check] = []
@@ -126,21 +129,24 @@ def test_listener_rows_spark_check_and_lag_of_a_real_run(
 
             wait_for(spark_answers, 300, "an answer from the Spark UI", interval=5)
         # Every batch is committed before its progress is reported: nothing left behind.
-        assert lag.lag(s.kafka, checkpoint).total == 0
+        for checkpoint in checkpoints.values():
+            assert lag.lag(s.kafka, checkpoint).total == 0
     finally:
         runner.kill(proc)
 
-    rows.sort(key=lambda r: r.batch_id)
-    assert [r.batch_id for r in rows] == list(range(len(rows)))
-    assert {r.query_name for r in rows} == {"stream_users"}
-    assert sum(r.quarantined for r in rows) == 1
-    for r in rows:
-        assert r.day == r.batch_time.date()
-        assert r.trigger_ms == r.durations_ms["triggerExecution"]
-        assert {"addBatch", "triggerExecution", "sink:bronze", "sink:total"} <= set(r.durations_ms)
-        assert r.processed_rows_per_second is not None
-    assert json.loads(rows[-1].end_offsets) == {s.kafka.topic: {"0": 2, "1": 1, "2": 1}}
-    assert "progress stream_users batch 0:" in runner.log_text()
+    assert {r.query_name for r in rows} == {"serving", "lake"}
+    sink_steps = {"serving": {"sink:cassandra_latest", "sink:mongo_users"}, "lake": {"sink:bronze"}}
+    for query, steps in sink_steps.items():
+        mine = sorted((r for r in rows if r.query_name == query), key=lambda r: r.batch_id)
+        assert [r.batch_id for r in mine] == list(range(len(mine)))
+        for r in mine:
+            assert r.day == r.batch_time.date()
+            assert r.trigger_ms == r.durations_ms["triggerExecution"]
+            assert {"addBatch", "triggerExecution", "sink:total", *steps} <= set(r.durations_ms)
+            assert r.processed_rows_per_second is not None
+        assert json.loads(mine[-1].end_offsets) == {s.kafka.topic: {"0": 2, "1": 1, "2": 1}}
+        assert f"progress {query} batch 0:" in runner.log_text()
+    assert sum(r.quarantined or 0 for r in rows if r.query_name == "lake") == 1
 
     (check,) = spark
     assert (check.component, check.name, check.state) == ("spark", "job", "ok"), check
@@ -148,6 +154,7 @@ def test_listener_rows_spark_check_and_lag_of_a_real_run(
 
     # The job is gone: what is produced now is lag, exactly, per partition.
     produce(s, batches(fixtures_dir, ["nat-IR.json", "nat-US.json", "nat-GB.json", "mixed-10.json"], 10))
+    checkpoint = checkpoints["lake"]
     report = lag.lag(s.kafka, checkpoint)
-    assert report.batch_id == rows[-1].batch_id
+    assert report.batch_id == max(r.batch_id for r in rows if r.query_name == "lake")
     assert [(p.partition, p.committed, p.lag) for p in report.partitions] == [(0, 2, 2), (1, 1, 1), (2, 1, 1)]

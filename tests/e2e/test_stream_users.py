@@ -128,7 +128,12 @@ def test_pipeline_delivers_every_valid_user_once_and_quarantines_the_rest(
     # The quarantine stream: every bad record with its reason, good data still flowed.
     anomalies = sorted(tuple(d["reasons"]) for d in mongo_db["anomalies"].find({}))
     assert anomalies == sorted(
-        [("unparseable_json",), ("missing_results",), ("missing_uuid",), ("invalid_email",)]
+        [
+            ("unparseable_json", "invalid_encoding"),  # b"this is not json \xff"
+            ("missing_results",),
+            ("missing_uuid",),
+            ("invalid_email",),
+        ]
     )
     quality = list(
         cassandra_admin.execute("SELECT records_in, valid, quarantined, reasons FROM quality_metrics")
@@ -165,14 +170,18 @@ def test_pipeline_delivers_every_valid_user_once_and_quarantines_the_rest(
         )
 
     before = stores()
-    commits = sorted(
-        (job.workdir / "checkpoints" / "stream_users" / "commits").glob("[0-9]*"), key=lambda p: int(p.name)
-    )
-    commits[-1].unlink()
-    (commits[-1].parent / f".{commits[-1].name}.crc").unlink(missing_ok=True)  # Hadoop's checksum
+    last = {}
+    for query in ("serving", "lake"):
+        commits = sorted(
+            (job.workdir / "checkpoints" / query / "commits").glob("[0-9]*"), key=lambda p: int(p.name)
+        )
+        commits[-1].unlink()
+        (commits[-1].parent / f".{commits[-1].name}.crc").unlink(missing_ok=True)  # Hadoop's checksum
+        last[query] = commits[-1].name
     rerun = job.run_available_now()
-    assert f"batch {commits[-1].name}:" in rerun
-    assert "already there (a rerun): inserting the others" in rerun
+    assert f"serving batch {last['serving']}:" in rerun
+    assert f"lake batch {last['lake']}:" in rerun
+    assert "some documents are there already: inserting the others" in rerun
     assert stores() == before
 
 
@@ -221,7 +230,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
             proc = job.start()
             # Wait until this run has finished a batch, then kill it at a random moment.
             wait_for(
-                lambda p=proc: "INFO jobs.pipeline: batch " in job.log_text() or p.poll() is not None,
+                lambda p=proc: "INFO jobs.pipeline: lake batch " in job.log_text() or p.poll() is not None,
                 600,
                 f"a batch of job run {run + 1}",
             )

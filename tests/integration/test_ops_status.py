@@ -60,7 +60,8 @@ def test_unreachable_servers_are_down_and_the_exit_code_says_so(tmp_path: Path) 
         ("mongodb", "server"): "down",
         ("spark", "job"): "off",
         ("producer", "process"): "off",
-        ("pipeline", "kafka lag"): "down",
+        ("pipeline", "kafka lag (serving)"): "down",
+        ("pipeline", "kafka lag (lake)"): "down",
     }
     details = {(c["component"], c["name"]): c["detail"] for c in report["checks"]}
     assert "127.0.0.1:1" in details[("kafka", "broker")]

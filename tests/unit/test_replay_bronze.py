@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs import replay_bronze as rb
 from jobs.erasure import LEDGER_TABLE
-from jobs.settings import JobSettings
+from jobs.settings import JobSettings, QuerySettings
 from tests.unit.bronze_rows import TOPIC, bronze_df, encode, envelope
 
 T0 = dt.datetime(2026, 11, 27, 23, 0, 0)
@@ -118,8 +118,8 @@ def test_the_replay_writes_its_own_lake_but_reads_bronze_and_the_erasure_ledger_
         checkpoint_dir=Path("/data/checkpoints"),
         starting_offsets="latest",
         fail_on_data_loss=True,
-        max_offsets_per_trigger=2000,
-        trigger_interval="5 seconds",
+        serving=QuerySettings("serving", "500 milliseconds", 500),
+        lake=QuerySettings("lake", "30 seconds", 5000),
         ui_port=4040,
         cassandra_write_consistency="LOCAL_QUORUM",
     )
