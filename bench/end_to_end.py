@@ -300,9 +300,12 @@ def main() -> int:
     parser.add_argument("--spec-seconds", type=float, default=120, help="length of the spec-rate phase")
     parser.add_argument("--results", type=int, default=100, help="users per message at the load rates")
     parser.add_argument("--recovery-rate", type=int, default=1000)
-    parser.add_argument("--trigger", default=None, help="TRIGGER_INTERVAL of the job (default: .env)")
-    parser.add_argument("--max-offsets", default=None, help="KAFKA_MAX_OFFSETS_PER_TRIGGER (default: .env)")
-    parser.add_argument("--skip", default="", help="phases to skip: spec,rates,recovery,dashboard")
+    parser.add_argument("--serving-trigger", default=None, help="SERVING_TRIGGER_INTERVAL (default: .env)")
+    parser.add_argument("--lake-trigger", default=None, help="LAKE_TRIGGER_INTERVAL (default: .env)")
+    parser.add_argument(
+        "--big-rate", type=int, default=2000, help="users/s of the phase of 5,000-user messages"
+    )
+    parser.add_argument("--skip", default="", help="phases to skip: spec,rates,big,recovery,dashboard")
     parser.add_argument("--label", default="end_to_end", help="results file name")
     parser.add_argument(
         "--drain-timeout", type=float, default=600, help="longest wait for the job to catch up after a phase"
@@ -317,10 +320,10 @@ def main() -> int:
     s = settings()
     starting = json.dumps({s.kafka.topic: {str(p): o for p, o in job_lag.end_offsets(s.kafka).items()}})
     extra = {"KAFKA_STARTING_OFFSETS": starting}
-    if args.trigger:
-        extra["TRIGGER_INTERVAL"] = args.trigger
-    if args.max_offsets:
-        extra["KAFKA_MAX_OFFSETS_PER_TRIGGER"] = args.max_offsets
+    if args.serving_trigger:
+        extra["SERVING_TRIGGER_INTERVAL"] = args.serving_trigger
+    if args.lake_trigger:
+        extra["LAKE_TRIGGER_INTERVAL"] = args.lake_trigger
     job = Job(workdir, extra)
     probe = Probe(job)
     dashboard = None
@@ -380,6 +383,21 @@ def main() -> int:
                 write_result(args.label + ".partial", results)
                 if not phase["sustained"] and failed_at is None:
                     failed_at = rate
+        if "big" not in skip:
+            # The API's largest response (split by the producer into ~1 MB records) at default
+            # settings: it must go through with the driver's heap bounded.
+            results["phases"]["messages_5000"] = run_phase(
+                "messages_5000",
+                probe,
+                job,
+                workdir,
+                ["--rate", str(args.big_rate), "--results", "5000"],
+                args.seconds,
+                5000,
+                args.big_rate,
+                args.drain_timeout,
+            )
+            write_result(args.label + ".partial", results)
         if "recovery" not in skip:
             results["recovery"] = run_recovery(probe, job, workdir, args.recovery_rate, args.results, 90, 600)
         results["batch_log"] = job.batch_lines()[-400:]

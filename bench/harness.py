@@ -262,13 +262,33 @@ def _processes() -> Iterator[tuple[int, str, int, int]]:
         yield int(entry.name), role, int(statm[1]) * PAGE, int(stat[11]) + int(stat[12])
 
 
+def java_heap_used(pid: int) -> int | None:
+    """Bytes of Java heap in use in a JVM (jstat of its own JDK: survivor + eden + old)."""
+    jstat = Path(os.environ.get("JAVA_HOME", "")) / "bin" / "jstat"
+    try:
+        out = subprocess.run(
+            [str(jstat), "-gc", str(pid)], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    half = len(out) // 2
+    values = dict(zip(out[:half], out[half:], strict=True))
+    try:
+        return int(sum(float(values[k]) for k in ("S0U", "S1U", "EU", "OU")) * 1024)
+    except (KeyError, ValueError):
+        return None
+
+
 class Sampler:
-    """Peak RSS and mean CPU (% of one core) of each role, sampled every `interval` seconds."""
+    """Peak RSS and mean CPU (% of one core) of each role, sampled every `interval` seconds,
+    and the peak Java heap in use in the Spark driver (every other sample)."""
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self.peak_rss: dict[str, int] = {}
         self.total_peak_rss = 0
+        self.peak_driver_heap = 0
+        self._samples = 0
         self._first: dict[int, tuple[str, int, float]] = {}
         self._last: dict[int, tuple[str, int, float]] = {}
         self._stop = threading.Event()
@@ -288,10 +308,13 @@ class Sampler:
         while not self._stop.is_set():
             now = time.monotonic()
             rss_by_role: dict[str, int] = {}
+            self._samples += 1
             for pid, role, rss, ticks in _processes():
                 rss_by_role[role] = rss_by_role.get(role, 0) + rss
                 self._first.setdefault(pid, (role, ticks, now))
                 self._last[pid] = (role, ticks, now)
+                if role == "spark driver (JVM)" and self._samples % 2 == 0:
+                    self.peak_driver_heap = max(self.peak_driver_heap, java_heap_used(pid) or 0)
             for role, rss in rss_by_role.items():
                 self.peak_rss[role] = max(self.peak_rss.get(role, 0), rss)
             self.total_peak_rss = max(self.total_peak_rss, sum(rss_by_role.values()))
@@ -313,6 +336,7 @@ class Sampler:
                 for role in sorted(self.peak_rss)
             },
             "total_peak_rss_mib": round(self.total_peak_rss / 2**20),
+            "driver_peak_heap_used_mib": round(self.peak_driver_heap / 2**20),
         }
 
 

@@ -56,6 +56,15 @@ def summary(e2e: dict[str, Any]) -> list[str]:
         "rss": max(v["footprint"]["total_peak_rss_mib"] for v in phases.values()),
     }
     lines = ["| target | goal | measured | met |", "|---|---|---|---|"]
+    big = phases.get("messages_5000")
+    if big:
+        delivered, produced = big["delivered_in_cassandra_latest_users"], big["users_produced"]
+        heap = big["footprint"].get("driver_peak_heap_used_mib")
+        lines.append(
+            f"| 5,000-user messages at default settings | processed, heap bounded | "
+            f"{fmt(delivered)} of {fmt(produced)} users served; driver heap peak {fmt(heap)} MiB "
+            f"of the default 1,536 | {'yes' if delivered >= produced and sustained(big) else '**no**'} |"
+        )
     for key, (label, goal, unit, lower) in TARGETS.items():
         value = measured[key]
         met = value is not None and (value <= goal if lower else value >= goal)
@@ -73,8 +82,8 @@ def phases_table(e2e: dict[str, Any]) -> list[str]:
     lines = [
         "| phase | users produced | produced/s | in Cassandra | freshness p50 / p95 / p99 (s) "
         "| max lag (users) "
-        "| lag growth, 2nd half (users/s) | drained after stop | sustained |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| lag growth, 2nd half (users/s) | drained after stop | driver heap peak (MiB) | sustained |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, p in e2e["phases"].items():
         f = p["freshness"]["latency_s"]
@@ -83,7 +92,8 @@ def phases_table(e2e: dict[str, Any]) -> list[str]:
             f"{fmt(p['delivered_in_cassandra_latest_users'])} | "
             f"{fmt(f['p50'])} / {fmt(f['p95'])} / {fmt(f['p99'])} | "
             f"{fmt(p['lag_users']['max'])} | {fmt(p['lag_users']['growth_second_half_users_s'])} | "
-            f"{fmt(p['drain_after_stop_s'])} s | {'yes' if sustained(p) else 'no'} |"
+            f"{fmt(p['drain_after_stop_s'])} s | {fmt(p['footprint'].get('driver_peak_heap_used_mib'))} | "
+            f"{'yes' if sustained(p) else 'no'} |"
         )
     r = e2e.get("recovery")
     if r:

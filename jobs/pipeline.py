@@ -26,11 +26,13 @@ Only when a processor returned does Spark commit the batch in that query's check
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
@@ -121,8 +123,10 @@ class _Processor:
         *,
         retry_base_delay: float = 1.0,
         on_report: Callable[[BatchReport], None] | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
         self.spark = spark
+        self.checkpoint = checkpoint
         self.job = job
         self.app_id = app_id
         self.retry_base_delay = retry_base_delay
@@ -135,6 +139,21 @@ class _Processor:
 
     def process(self, raw: DataFrame, batch_id: int) -> BatchReport:
         raise NotImplementedError
+
+    def batch_time(self, batch_id: int) -> dt.datetime:
+        """When Spark planned this batch, as its checkpoint recorded it (`processed_time`).
+
+        The same on a rerun after a crash, so a rerun writes the very same rows. Without a
+        checkpoint (the replay) or before Spark wrote it: now.
+        """
+        if self.checkpoint is not None:
+            try:
+                lines = (self.checkpoint / "offsets" / str(batch_id)).read_text().splitlines()
+                millis = int(json.loads(lines[1])["batchTimestampMs"])
+                return dt.datetime.fromtimestamp(millis / 1000, dt.UTC)
+            except (OSError, IndexError, KeyError, ValueError):
+                log.warning("no batch time for batch %d in %s: using the clock", batch_id, self.checkpoint)
+        return dt.datetime.now(dt.UTC)
 
     def use_pool(self) -> None:
         """Jobs started from this thread run in this path's FAIR pool."""
@@ -191,7 +210,7 @@ class ServingProcessor(_Processor):
 
     def process(self, raw: DataFrame, batch_id: int) -> BatchReport:
         report = BatchReport(batch_id, query=self.query)
-        started = dt.datetime.now(dt.UTC)
+        started = self.batch_time(batch_id)
         t0 = time.monotonic()
         users = self.enriched(checked_users(raw), started).persist()
         try:
@@ -246,7 +265,7 @@ class LakeProcessor(_Processor):
 
     def process(self, raw: DataFrame, batch_id: int) -> BatchReport:
         report = BatchReport(batch_id, query=self.query)
-        started = dt.datetime.now(dt.UTC)
+        started = self.batch_time(batch_id)
         t0 = time.monotonic()
         app, job = self.app_id, self.job
         raw = raw.select(*BRONZE_COLUMNS).persist()

@@ -81,7 +81,11 @@ class Job:
         checkpoint = self.job.checkpoint(q.name)
         processor_type = ServingProcessor if q.name == job_settings.SERVING else LakeProcessor
         processor = processor_type(
-            self.spark, self.job, self.app_ids[q.name], on_report=self.metrics.on_report
+            self.spark,
+            self.job,
+            self.app_ids[q.name],
+            on_report=self.metrics.on_report,
+            checkpoint=checkpoint,
         )
         # The query's own thread inherits the pool: Spark's planning jobs run there too.
         processor.use_pool()
