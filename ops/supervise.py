@@ -211,8 +211,10 @@ class Supervisor:
         )
         last = " | ".join(list(self.tail)[-5:])
         s.reason = f"exit {code} after {lasted:.0f}s; last output: {last or '(none)'}"
-        summary = f"{s.name} exited {code} after {lasted:.0f}s; restart {s.restarts} in a row in {delay:.1f}s"
-        self._event(summary)
+        self._event(
+            f"{s.name} exited {code} after {lasted:.0f}s (crash {s.restarts} in a row); "
+            f"restart in {delay:.1f}s"
+        )
         if s.restarts >= self.policy.alert_after and not s.alerting:
             # First the alert, then the state that says so: the monitor, which mirrors the
             # rule from the state, then always finds it active and does not notify again.
