@@ -50,9 +50,10 @@ def totals(cassandra: Session, ns: Namespace) -> tuple[int, int, int]:
 
 
 class Demo:
-    """scripts/demo.sh job, with the environment a user's shell has (no KAFKA_STARTING_OFFSETS)."""
+    """scripts/demo.sh, with the environment a user's shell has (no KAFKA_STARTING_OFFSETS)."""
 
-    def __init__(self, ns: Namespace, workdir: Path) -> None:
+    def __init__(self, ns: Namespace, workdir: Path, components: tuple[str, ...] = ("job",)) -> None:
+        self.components = components
         self.workdir = workdir
         self.env = {k: v for k, v in os.environ.items() if k != "KAFKA_STARTING_OFFSETS"}
         self.env.update(
@@ -68,7 +69,7 @@ class Demo:
     def start(self) -> None:
         out = (self.workdir / "demo.out").open("ab")
         self.proc = subprocess.Popen(
-            [str(ROOT / "scripts" / "demo.sh"), "job"],
+            [str(ROOT / "scripts" / "demo.sh"), *self.components],
             cwd=ROOT,
             env=self.env,
             stdout=out,
@@ -77,8 +78,8 @@ class Demo:
         )
         out.close()
 
-    def job_state(self) -> dict[str, Any]:
-        path = self.workdir / "stack" / "supervise" / "job.json"
+    def job_state(self, name: str = "job") -> dict[str, Any]:
+        path = self.workdir / "stack" / "supervise" / f"{name}.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
     def stop(self) -> None:
@@ -89,7 +90,8 @@ class Demo:
             assert self.proc.wait(timeout=180) == 0
         finally:
             self.kill()
-        assert self.job_state()["status"] == "stopped"
+        for name in self.components:
+            assert self.job_state(name)["status"] == "stopped", name
 
     def kill(self) -> None:
         """Whatever is left (the job runs in a process group of its own, under the supervisor)."""
@@ -97,10 +99,11 @@ class Demo:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
-        pid = self.job_state().get("pid")
-        if pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        for name in self.components:
+            pid = self.job_state(name).get("pid")
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
 
     def log(self) -> str:
         path = self.workdir / "stack" / "logs" / "job.log"
@@ -153,3 +156,60 @@ def test_the_demo_delivers_what_was_produced_before_its_first_batch_and_resumes(
     assert (records, users) == (5, before_users + after_users)
     assert users_db.count_documents({}) == valid > 0
     assert "starting offsets of a fresh checkpoint: earliest" in (tmp_path / "demo.out").read_text()
+
+
+def test_a_job_that_keeps_crashing_stops_nothing_else_and_is_never_given_up(
+    stack: Settings, cassandra_admin: Session, mongo_db: Any, tmp_path: Path
+) -> None:
+    ns = create_empty(stack, cassandra_admin, mongo_db, "demo")
+    demo = Demo(ns, tmp_path, ("producer", "job"))
+    demo.env.update(
+        KAFKA_STARTING_OFFSETS="nowhere",  # the job refuses it at once: exit 2, every time
+        PRODUCER_API_URL="http://127.0.0.1:9/api/",  # refused: the local source takes over
+        PRODUCER_INTERVAL_S="1",
+        PRODUCER_METRICS_PORT="0",
+        PRODUCER_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    demo.start()
+    try:
+        # Three crashes in a row (ALERT_MAX_RESTARTS), then the next restart 20 s away.
+        wait_for(
+            lambda: demo.job_state().get("restarts", 0) >= 3 and demo.job_state()["status"] == "down",
+            300,
+            "three crashes of the job",
+        )
+        code, checks = status_of(demo)
+        assert code == 1
+        by_name = {c["name"]: c for c in checks}
+        assert (by_name["job"]["state"], by_name["producer"]["state"]) == ("down", "ok")
+        assert "exit 2" in by_name["job"]["detail"]
+        assert demo.proc is not None and demo.proc.poll() is None  # the demo runs on
+
+        published = sum(end_offsets(ns.settings).values())
+        wait_for(lambda: sum(end_offsets(ns.settings).values()) > published, 60, "the producer publishing on")
+        wait_for(lambda: demo.job_state().get("restarts", 0) >= 4, 120, "a fourth start of the job")
+        demo.stop()
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\njob log:\n{demo.log()}") from None
+    finally:
+        demo.kill()
+
+    assert demo.job_state("producer")["restarts"] == 0
+    stored = json.loads((tmp_path / "stack" / "alerts.json").read_text())
+    notified = [(h["rule"], h["state"]) for h in stored["history"] if h["state"] != "event"]
+    assert notified == [("restarts:job", "firing")]  # once, not per crash
+    assert "KAFKA_STARTING_OFFSETS='nowhere'" in stored["active"]["restarts:job"]["summary"]
+
+
+def status_of(demo: Demo) -> tuple[int, list[dict[str, Any]]]:
+    """`make status`'s supervisor rows for the demo's processes: exit code and checks."""
+    out = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "ops.status", "--only", "supervisor", "--json"],
+        cwd=ROOT,
+        env=demo.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return out.returncode, json.loads(out.stdout)["checks"]
