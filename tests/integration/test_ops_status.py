@@ -49,7 +49,9 @@ def run_status(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_unreachable_servers_are_down_and_the_exit_code_says_so(tmp_path: Path) -> None:
-    env = {**NOWHERE, "CHECKPOINT_DIR": str(tmp_path)}
+    # STACK_DIR: no supervisor state of a demo run on this checkout (its rows are tested in
+    # tests/unit/test_supervise.py).
+    env = {**NOWHERE, "CHECKPOINT_DIR": str(tmp_path), "STACK_DIR": str(tmp_path / "stack")}
     proc = run_status("--json", env=env)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
