@@ -30,7 +30,7 @@ from common.settings import Settings, SettingsError
 from jobs import erasure, sinks
 from jobs import settings as job_settings
 from jobs.pipeline import GOLD
-from jobs.pseudonymise import email_pseudonym, normalise_email
+from jobs.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
 from jobs.settings import JobSettings
 from ops import cassandra_setup, mongo_setup
 
@@ -196,20 +196,70 @@ def erase_bronze(spark: SparkSession, job: JobSettings, subject: Subject) -> tup
     return rewritten, len(plan) - rewritten
 
 
+def _merge_delete(spark: SparkSession, path: str, rows: DataFrame, on: str) -> int:
+    """Delete the table's rows that `rows` names by key columns: a MERGE ... WHEN MATCHED DELETE.
+
+    The commit records only the join condition (`t.key = s.key`): whatever found the rows
+    (a person's id, email, subject key) stays in this session, never in the transaction log,
+    which a DELETE with a literal predicate would fill with the identifier.
+    """
+    keys = rows.distinct().persist()
+    try:
+        if keys.isEmpty():
+            return 0
+        table = DeltaTable.forPath(spark, path)
+        table.alias("t").merge(keys.alias("s"), on).whenMatchedDelete().execute()
+        last = table.history(1).select("operationMetrics").first()
+        return int(((last.operationMetrics if last else None) or {}).get("numTargetRowsDeleted", 0))
+    finally:
+        keys.unpersist()
+
+
+def _ledger_keys(spark: SparkSession, job: JobSettings) -> DataFrame:
+    ledger = sinks.read_delta(spark, job.table(erasure.LEDGER_TABLE))
+    return ledger.select(F.col("subject_key").alias("_erased_key")).distinct()
+
+
 def erase_delta_rows(spark: SparkSession, job: JobSettings, subject: Subject) -> dict[str, int]:
-    """silver_users by user_id; quarantine by user id or email inside the raw JSON."""
+    """silver_users and quarantine rows of every person in the ledger (this request included).
+
+    Through the ledger: the rows' subject keys are computed in Spark from their columns
+    (silver: user_id; quarantine: the raw user's uuid and normalised email) and joined with
+    the ledger's keys. A quarantined message that cannot be parsed is found by the request's
+    identifiers in its text, a user without uuid by the person's email pseudonyms. The rows
+    are then removed by their own keys (user_id, anomaly_id), so no commit of the lake
+    records who was erased.
+    """
     counts: dict[str, int] = {}
+    key = job.common.pseudonym.key
+    erased = F.broadcast(_ledger_keys(spark, job))
     silver_path, quarantine_path = job.table("silver_users"), job.table("quarantine")
     if _table_exists(spark, silver_path):
-        cond = F.col("user_id").isin(sorted(subject.user_ids))
-        if subject.email_pseudos:
-            cond = cond | F.col("email_pseudo").isin(sorted(subject.email_pseudos))
-        counts["silver_users"] = sinks.read_delta(spark, silver_path).where(cond).count()
-        DeltaTable.forPath(spark, silver_path).delete(cond)
+        silver = sinks.read_delta(spark, silver_path)
+        hits = silver.join(
+            erased, erasure.subject_key_col(F.col("user_id"), key) == erased["_erased_key"], "left_semi"
+        ).select("user_id")
+        counts["silver_users"] = _merge_delete(spark, silver_path, hits, "t.user_id = s.user_id")
     if _table_exists(spark, quarantine_path):
-        cond = _mentions("raw_json", subject) | _mentions("raw_value", subject)
-        counts["quarantine"] = sinks.read_delta(spark, quarantine_path).where(cond).count()
-        DeltaTable.forPath(spark, quarantine_path).delete(cond)
+        quarantine = sinks.read_delta(spark, quarantine_path)
+        user = F.from_json(F.col("raw_json"), "login STRUCT<uuid: STRING>, email STRING")
+        by_id = erasure.subject_key_col(user["login"]["uuid"], key)
+        by_email = erasure.subject_key_col(F.concat(F.lit("email:"), normalise_email_col(user["email"])), key)
+        by_key = quarantine.select("anomaly_id", F.explode(F.array(by_id, by_email)).alias("_key")).join(
+            erased, F.col("_key") == erased["_erased_key"], "left_semi"
+        )
+        # The request's own identifiers: in a text that cannot be parsed, or a record without
+        # uuid that carries one of the person's email pseudonyms (as erase_mongo's anomalies).
+        by_pseudo = email_pseudonym_col(user["email"], key, job.common.pseudonym.key_version).isin(
+            sorted(subject.email_pseudos)
+        )
+        by_text = quarantine.where(
+            _mentions("raw_json", subject)
+            | _mentions("raw_value", subject)
+            | F.coalesce(by_pseudo, F.lit(False))
+        )
+        hits = by_key.select("anomaly_id").unionByName(by_text.select("anomaly_id"))
+        counts["quarantine"] = _merge_delete(spark, quarantine_path, hits, "t.anomaly_id = s.anomaly_id")
     return counts
 
 
@@ -283,6 +333,30 @@ def recompute_gold(
     return updated
 
 
+def record(
+    spark: SparkSession,
+    job: JobSettings,
+    request_id: str,
+    keys: Iterable[str],
+    requested_at: dt.datetime,
+    status: str,
+) -> None:
+    """Append the request's ledger rows (subject keys only) with this status, exactly once."""
+    version = job.common.pseudonym.key_version
+    rows = _ledger_rows(spark, request_id, keys, version, requested_at, status)
+    sinks.append_idempotent(rows, job.table(erasure.LEDGER_TABLE), request_id, int(status == erasure.DONE))
+
+
+def erase_lake(spark: SparkSession, job: JobSettings, subject: Subject) -> dict[str, int]:
+    """The lake's part, after the ledger entry: bronze rewritten, silver and quarantine rows
+    deleted through the ledger, then the older versions' files vacuumed."""
+    report: dict[str, int] = {}
+    report["bronze_rewritten"], report["bronze_deleted"] = erase_bronze(spark, job, subject)
+    report.update(erase_delta_rows(spark, job, subject))
+    purge_history(spark, job)
+    return report
+
+
 def run(spark: SparkSession, job: JobSettings, user_id: str | None, email: str | None) -> str:
     """The whole procedure; returns the request id."""
     settings = job.common
@@ -290,23 +364,15 @@ def run(spark: SparkSession, job: JobSettings, user_id: str | None, email: str |
     requested_at = dt.datetime.now(dt.UTC)
     subject, silver_rows = resolve(spark, job, user_id, email)
     keys = subject_keys(subject, settings)
-    ledger = job.table(erasure.LEDGER_TABLE)
-    version = settings.pseudonym.key_version
-    sinks.append_idempotent(
-        _ledger_rows(spark, request_id, keys, version, requested_at, erasure.REQUESTED), ledger, request_id, 0
-    )
+    record(spark, job, request_id, keys, requested_at, erasure.REQUESTED)
     log.info("request %s: %d user id(s) found, ledger entry written", request_id, len(subject.user_ids))
 
     report: dict[str, object] = {}
     report["cassandra_rows"] = erase_cassandra(settings, subject, silver_rows)
     report["mongo_users"], report["mongo_anomalies"] = erase_mongo(settings, subject)
-    report["bronze_rewritten"], report["bronze_deleted"] = erase_bronze(spark, job, subject)
-    report.update(erase_delta_rows(spark, job, subject))
-    purge_history(spark, job)
+    report.update(erase_lake(spark, job, subject))
     report["gold_groups"] = recompute_gold(spark, job, silver_rows, request_id)
-    sinks.append_idempotent(
-        _ledger_rows(spark, request_id, keys, version, requested_at, erasure.DONE), ledger, request_id, 1
-    )
+    record(spark, job, request_id, keys, requested_at, erasure.DONE)
     log.info("request %s done: %s", request_id, " ".join(f"{k}={v}" for k, v in report.items()))
     return request_id
 

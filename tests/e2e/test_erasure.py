@@ -3,8 +3,8 @@
 One real job run (its private lake) ingests four people of a country made up for this
 test, so the shared test namespace can be checked for them alone. While the job runs, its
 Spark UI and log are read for secrets. Then `jobs/erase.py` erases one person, and every
-store, every Delta file (so every version time travel could reach) and the aggregates are
-checked.
+store, every file of the lake (data files of every version time travel could reach, and
+the transaction log) and the aggregates are checked.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from common.settings import Settings
 from jobs import erasure
 from ops.cassandra_setup import eraser_account
 from tests.e2e.conftest import ROOT, JobRunner, end_offsets, offsets_json, produce, wait_for
+from tests.integration.test_erasure_lake import files_naming
 from tests.unit.bronze_rows import encode, envelope, load_users
 
 EMAIL = re.compile(r"[^\s@\"']+@[^\s@\"']+\.[A-Za-z]{2,}")
@@ -178,6 +179,9 @@ def test_erasure_removes_the_person_everywhere_and_secrets_stay_hidden(
     for table in ("bronze", "silver_users", "quarantine"):
         cells = _delta_cells(lake / table)
         assert [c for c in cells if alice_id in c or alice["email"] in c] == [], table
+    # Nor any other file of the lake: the commits (a DELETE would record her id as its
+    # predicate), checksums and checkpoints.
+    assert files_naming(lake, [alice_id, alice["email"]]) == []
     bronze_text = "\n".join(_delta_cells(lake / "bronze"))
     assert all(p["login"]["uuid"] in bronze_text for p in (bob, carol, dave))
     # The ledger knows her only by subject key, first requested, then done.
