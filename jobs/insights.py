@@ -1,25 +1,26 @@
-"""Insights: named analyses over MongoDB, Cassandra and the Delta lake, and their report.
+"""Insights: named analyses over Cassandra and the Delta lake, and their report.
 
 Each analysis is data: its question, why it matters, the store it runs on, and a
 function that runs the query there and returns the rows together with the exact query
 text it executed, so the report (and docs/INSIGHTS.md) show what really ran.
 
-Where each one runs, and why:
-- MongoDB (`randomUserCollection`, one document per user): questions about people.
-  Pipelines use only stages the local server (FerretDB 1.24) has, and FerretDB 1.24 has
-  only the `$sum` and `$count` accumulators and no expression operators in `$project`
-  (no `$avg`, `$min`, `$median`, `$year`, `$divide`, `$cond`...). So the server reduces
-  the documents to exact grouped counts (e.g. users per country and age) and Python
-  finishes the statistics from those histograms (mean, median, quartiles: exact, not
-  approximated). The same pipelines run unchanged on a real MongoDB.
+Where each one runs, and why: every analysis must answer in seconds at a million users.
+- Delta (Spark SQL): questions about people, over `silver_users` (one row per person, every
+  field the job keeps: country, city, nationality, dates of birth and registration, email
+  domain), and the history the serving stores do not keep: every Kafka record in bronze,
+  the quarantine, the versions of the gold tables (time travel). Spark reads only the
+  columns a query needs and aggregates in parallel; a million users take seconds.
 - Cassandra: questions the serving tables were keyed for (aggregates by group, quality
-  metrics and new users by UTC day partition); never ALLOW FILTERING.
-- Delta (Spark SQL): history the serving stores do not keep: every Kafka record in bronze,
-  the quarantine, and the versions of the gold tables (time travel).
+  metrics by UTC day partition, new users counted on the server one hour of a day
+  partition at a time); never ALLOW FILTERING, never a scan of the users.
+- Not MongoDB: the local server (FerretDB 1.24 on SQLite) evaluates every aggregation in
+  its Go process over all documents, decoded one by one (a `$count` of 100,000 users takes
+  17 s, a `$group` 25 s; a `$group` by (registered_date, birth_year) ran for 9+ minutes on
+  58,500 users). The collection serves one person's document; statistics are Spark's.
 
-`python -m jobs.insights` runs the Mongo and Cassandra analyses in this process and the
-Delta ones through `scripts/spark-submit.sh jobs/insights.py --delta-json FILE` (the
-project's pinned jars and ivy cache), then writes reports/insights.{md,html,json}.
+`python -m jobs.insights` runs the Cassandra analyses in this process and the Delta ones
+through `scripts/spark-submit.sh jobs/insights.py --delta-json FILE` (the project's pinned
+jars and ivy cache), then writes reports/insights.{md,html,json}.
 """
 
 from __future__ import annotations
@@ -28,18 +29,16 @@ import argparse
 import datetime as dt
 import json
 import logging
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pymongo import MongoClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -52,10 +51,11 @@ from ops.cassandra_setup import session as cassandra_session
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-Store = Literal["mongo", "cassandra", "delta"]
-STORES: tuple[Store, ...] = ("mongo", "cassandra", "delta")
+Store = Literal["cassandra", "delta"]
+STORES: tuple[Store, ...] = ("cassandra", "delta")
 Row = dict[str, Any]
 UNKNOWN = "unknown"
+LAKE_TABLES = ("bronze", "quarantine", "silver_users", "gold_country_stats")
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,11 @@ class Result:
 class Sources:
     """Connections and parameters the analyses run against (only the needed ones are set).
 
-    `mongo` is a pymongo Database, `cassandra` a driver Session, `spark` a SparkSession
-    with Delta; `tables` maps a lake table name (bronze, quarantine, gold_country_stats)
-    to its path. Tests pass their own collection, keyspace and paths to stay isolated.
+    `cassandra` is a driver Session, `spark` a SparkSession with Delta; `tables` maps a
+    lake table name (LAKE_TABLES) to its path. Tests and the benchmark pass their own
+    keyspace and paths to stay isolated.
     """
 
-    mongo: Any = None
-    collection: str = "randomUserCollection"
     cassandra: Any = None
     keyspace: str = ""
     spark: Any = None
@@ -109,7 +107,7 @@ class Analysis:
     chart: tuple[str, str] | None = None
 
 
-# --- small exact statistics -----------------------------------------------------------------
+# --- small helpers -----------------------------------------------------------------------------
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:
@@ -120,64 +118,51 @@ def _pct(part: float, whole: float) -> float | None:
     return None if not whole else round(100.0 * part / whole, 2)
 
 
-def age_summary(ages: Counter[int]) -> Row:
-    """Exact statistics of an age histogram: mean, quartiles (inclusive method), min, max."""
-    values = sorted(ages.elements())
-    if not values:
-        return {"users": 0, "mean_age": None, "p25": None, "median_age": None, "p75": None}
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else [values[0]] * 3
-    return {
-        "users": len(values),
-        "mean_age": _round(statistics.fmean(values)),
-        "p25": _round(q1),
-        "median_age": _round(q2),
-        "p75": _round(q3),
-        "min_age": values[0],
-        "max_age": values[-1],
-    }
-
-
-def _label(value: Any) -> str:
-    return UNKNOWN if value is None or (isinstance(value, str) and not value.strip()) else str(value)
-
-
 def _hour(ts: dt.datetime) -> str:
     return ts.strftime("%Y-%m-%d %H:00")
 
 
-# --- MongoDB ----------------------------------------------------------------------------------
+def _table(src: Sources, name: str) -> str:
+    """A lake path to quote in Spark SQL (delta.`path`): a backtick would end the quote."""
+    path = src.tables[name]
+    if "`" in path:
+        raise ValueError(f"lake path {path!r} contains a backtick")
+    return path
 
 
-def _pipeline_text(collection: str, pipeline: Sequence[Mapping[str, Any]]) -> str:
-    """The pipeline as mongosh takes it, one stage per line."""
-    stages = ",\n".join(f"  {json.dumps(stage)}" for stage in pipeline)
-    return f"db.{collection}.aggregate([\n{stages}\n])"
+def _sql_rows(src: Sources, sql: str) -> list[Row]:
+    return [row.asDict() for row in src.spark.sql(sql).collect()]
 
 
-def _aggregate(src: Sources, pipeline: list[dict[str, Any]]) -> tuple[str, list[Row]]:
-    docs = list(src.mongo[src.collection].aggregate(pipeline))
-    return _pipeline_text(src.collection, pipeline), docs
+# --- people (Delta silver_users, Spark SQL) ------------------------------------------------------
 
 
-def _age_by(key: str) -> list[dict[str, Any]]:
-    return [
-        {"$match": {"age": {"$ne": None}}},
-        {"$group": {"_id": {key: f"${key}", "age": "$age"}, "users": {"$sum": 1}}},
-        {"$sort": {f"_id.{key}": 1, "_id.age": 1}},
-    ]
+def _label(column: str) -> str:
+    """The column, or 'unknown' when it is null or blank (SQL)."""
+    return f"CASE WHEN trim({column}) <> '' THEN {column} ELSE '{UNKNOWN}' END"
 
+
+# Exact statistics: Spark's percentile() interpolates linearly at position (n-1)*p, like
+# Python's statistics.quantiles(method="inclusive") and numpy's default.
+AGE_BY_SQL = """SELECT {label} AS {key},
+       count(*) AS users,
+       round(avg(age), 2) AS mean_age,
+       round(percentile(age, 0.25), 2) AS p25,
+       round(percentile(age, 0.5), 2) AS median_age,
+       round(percentile(age, 0.75), 2) AS p75,
+       min(age) AS min_age,
+       max(age) AS max_age
+FROM delta.`{silver}`
+WHERE age IS NOT NULL
+GROUP BY 1
+ORDER BY users DESC, {key}"""
 
 AGE_COLUMNS = ("users", "mean_age", "p25", "median_age", "p75", "min_age", "max_age")
 
 
 def _age_distribution(src: Sources, key: str) -> Result:
-    query, docs = _aggregate(src, _age_by(key))
-    hist: dict[str, Counter[int]] = defaultdict(Counter)
-    for doc in docs:
-        hist[_label(doc["_id"].get(key))][int(doc["_id"]["age"])] += int(doc["users"])
-    rows = [{key: group, **age_summary(ages)} for group, ages in hist.items()]
-    rows.sort(key=lambda r: (-r["users"], r[key]))
-    return Result(query, (key, *AGE_COLUMNS), rows)
+    sql = AGE_BY_SQL.format(label=_label(key), key=key, silver=_table(src, "silver_users"))
+    return Result(sql, (key, *AGE_COLUMNS), _sql_rows(src, sql))
 
 
 def age_by_country(src: Sources) -> Result:
@@ -188,71 +173,50 @@ def age_by_gender(src: Sources) -> Result:
     return _age_distribution(src, "gender")
 
 
-GENDER_BY_NAT: list[dict[str, Any]] = [
-    {"$group": {"_id": {"nat": "$nat", "gender": "$gender"}, "users": {"$sum": 1}}},
-    {"$sort": {"_id.nat": 1, "_id.gender": 1}},
-]
+GENDER_BY_NAT_SQL = """SELECT {label} AS nat,
+       count(*) AS users,
+       count_if(gender = 'female') AS female,
+       count_if(gender = 'male') AS male,
+       count(*) - count_if(gender = 'female') - count_if(gender = 'male') AS other,
+       round(100 * count_if(gender = 'female') / count(*), 2) AS female_pct,
+       round(100 * count_if(gender = 'male') / nullif(count_if(gender = 'female'), 0), 1)
+         AS males_per_100_females
+FROM delta.`{silver}`
+GROUP BY 1
+ORDER BY female_pct DESC, nat"""
 
 
 def gender_by_nationality(src: Sources) -> Result:
-    query, docs = _aggregate(src, GENDER_BY_NAT)
-    counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for doc in docs:
-        counts[_label(doc["_id"].get("nat"))][_label(doc["_id"].get("gender"))] += int(doc["users"])
-    rows: list[Row] = []
-    for nat, by_gender in counts.items():
-        users = sum(by_gender.values())
-        female, male = by_gender["female"], by_gender["male"]
-        rows.append(
-            {
-                "nat": nat,
-                "users": users,
-                "female": female,
-                "male": male,
-                "other": users - female - male,
-                "female_pct": _pct(female, users),
-                "males_per_100_females": _round(100.0 * male / female, 1) if female else None,
-            }
-        )
-    rows.sort(key=lambda r: (-(r["female_pct"] or 0.0), r["nat"]))
+    sql = GENDER_BY_NAT_SQL.format(label=_label("nat"), silver=_table(src, "silver_users"))
     columns = ("nat", "users", "female", "male", "other", "female_pct", "males_per_100_females")
-    return Result(query, columns, rows)
+    return Result(sql, columns, _sql_rows(src, sql))
 
 
-COHORTS: list[dict[str, Any]] = [
-    {"$match": {"registered_date": {"$ne": None}, "birth_year": {"$ne": None}}},
-    {
-        "$group": {
-            "_id": {"registered_date": "$registered_date", "birth_year": "$birth_year"},
-            "users": {"$sum": 1},
-        }
-    },
-]
+# Age at registration in full years, from the two dates (a birthday later in the year than
+# the registration day is not reached yet).
+COHORTS_SQL = """WITH cohort AS (
+  SELECT year(registered_date) AS registration_year,
+         year(registered_date) - year(date_of_birth)
+           - CASE WHEN date_format(registered_date, 'MMdd') < date_format(date_of_birth, 'MMdd')
+                  THEN 1 ELSE 0 END AS age_then
+  FROM delta.`{silver}`
+  WHERE registered_date IS NOT NULL AND date_of_birth IS NOT NULL
+)
+SELECT registration_year,
+       count(*) AS users,
+       round(100 * count(*) / sum(count(*)) OVER (), 2) AS share_pct,
+       round(avg(age_then), 2) AS mean_age_then,
+       round(percentile(age_then, 0.5), 2) AS median_age_then,
+       min(age_then) AS youngest_then,
+       max(age_then) AS oldest_then,
+       count_if(age_then < 18) AS under_18_then
+FROM cohort
+GROUP BY registration_year
+ORDER BY registration_year"""
 
 
 def registration_cohorts(src: Sources) -> Result:
-    query, docs = _aggregate(src, COHORTS)
-    by_year: dict[int, Counter[int]] = defaultdict(Counter)
-    for doc in docs:
-        registered = doc["_id"]["registered_date"]
-        year = registered.year if isinstance(registered, dt.date) else int(str(registered)[:4])
-        by_year[year][year - int(doc["_id"]["birth_year"])] += int(doc["users"])
-    total = sum(sum(c.values()) for c in by_year.values())
-    rows: list[Row] = []
-    for year in sorted(by_year):
-        summary = age_summary(by_year[year])
-        rows.append(
-            {
-                "registration_year": year,
-                "users": summary["users"],
-                "share_pct": _pct(summary["users"], total),
-                "mean_age_then": summary["mean_age"],
-                "median_age_then": summary["median_age"],
-                "youngest_then": summary["min_age"],
-                "oldest_then": summary["max_age"],
-                "under_18_then": sum(n for age, n in by_year[year].items() if age < 18),
-            }
-        )
+    sql = COHORTS_SQL.format(silver=_table(src, "silver_users"))
     columns = (
         "registration_year",
         "users",
@@ -263,58 +227,52 @@ def registration_cohorts(src: Sources) -> Result:
         "oldest_then",
         "under_18_then",
     )
-    return Result(query, columns, rows)
+    return Result(sql, columns, _sql_rows(src, sql))
 
 
-EMAIL_DOMAINS: list[dict[str, Any]] = [
-    {"$group": {"_id": "$email_domain", "users": {"$sum": 1}}},
-    {"$sort": {"users": -1, "_id": 1}},
-]
+EMAIL_DOMAINS_SQL = """SELECT {label} AS email_domain,
+       count(*) AS users,
+       round(100 * count(*) / sum(count(*)) OVER (), 2) AS share_pct
+FROM delta.`{silver}`
+GROUP BY 1
+ORDER BY users DESC, email_domain"""
 
 
 def email_domains(src: Sources) -> Result:
-    query, docs = _aggregate(src, EMAIL_DOMAINS)
-    total = sum(int(d["users"]) for d in docs)
-    rows: list[Row] = [
-        {
-            "email_domain": _label(d["_id"]),
-            "users": int(d["users"]),
-            "share_pct": _pct(int(d["users"]), total),
-        }
-        for d in docs
-    ]
-    rows.sort(key=lambda r: (-r["users"], r["email_domain"]))
-    return Result(query, ("email_domain", "users", "share_pct"), rows)
+    sql = EMAIL_DOMAINS_SQL.format(label=_label("email_domain"), silver=_table(src, "silver_users"))
+    return Result(sql, ("email_domain", "users", "share_pct"), _sql_rows(src, sql))
 
 
-CITIES: list[dict[str, Any]] = [
-    {"$group": {"_id": {"country": "$country", "city": "$city"}, "users": {"$sum": 1}}},
-    {"$sort": {"users": -1, "_id.country": 1, "_id.city": 1}},
-]
 CITIES_PER_COUNTRY = 3
+TOP_CITIES_SQL = """WITH cities AS (
+  SELECT {country} AS country, {city} AS city, count(*) AS users
+  FROM delta.`{silver}`
+  GROUP BY 1, 2
+), ranked AS (
+  SELECT country, city, users,
+         sum(users) OVER (PARTITION BY country) AS country_users,
+         row_number() OVER (PARTITION BY country ORDER BY users DESC, city) AS city_rank
+  FROM cities
+), top_countries AS (
+  SELECT country FROM ranked WHERE city_rank = 1 ORDER BY country_users DESC, country LIMIT {top}
+)
+SELECT r.country, r.country_users, r.city, r.users,
+       round(100 * r.users / r.country_users, 2) AS share_of_country_pct
+FROM ranked r JOIN top_countries t ON r.country = t.country
+WHERE r.city_rank <= {cities}
+ORDER BY r.country_users DESC, r.country, r.city_rank"""
 
 
 def top_cities(src: Sources) -> Result:
-    query, docs = _aggregate(src, CITIES)
-    cities: dict[str, Counter[str]] = defaultdict(Counter)
-    for doc in docs:
-        cities[_label(doc["_id"].get("country"))][_label(doc["_id"].get("city"))] += int(doc["users"])
-    totals = {country: sum(c.values()) for country, c in cities.items()}
-    top_countries = sorted(totals, key=lambda c: (-totals[c], c))[: src.top]
-    rows: list[Row] = []
-    for country in top_countries:
-        ranked = sorted(cities[country].items(), key=lambda kv: (-kv[1], kv[0]))[:CITIES_PER_COUNTRY]
-        rows.extend(
-            {
-                "country": country,
-                "country_users": totals[country],
-                "city": city,
-                "users": users,
-                "share_of_country_pct": _pct(users, totals[country]),
-            }
-            for city, users in ranked
-        )
-    return Result(query, ("country", "country_users", "city", "users", "share_of_country_pct"), rows)
+    sql = TOP_CITIES_SQL.format(
+        country=_label("country"),
+        city=_label("city"),
+        silver=_table(src, "silver_users"),
+        top=int(src.top),
+        cities=CITIES_PER_COUNTRY,
+    )
+    columns = ("country", "country_users", "city", "users", "share_of_country_pct")
+    return Result(sql, columns, _sql_rows(src, sql))
 
 
 # --- Cassandra --------------------------------------------------------------------------------
@@ -445,13 +403,31 @@ def quality_by_hour(src: Sources) -> Result:
     )
 
 
-NEW_USERS_CQL = "SELECT ingestion_time FROM {keyspace}.latest_users WHERE day = ?"
+# Counted by the server one UTC hour of a day partition at a time (a clustering range): the
+# rows are never shipped, so a day of a million new users is still a few dozen small replies.
+NEW_USERS_CQL = (
+    "SELECT count(*) AS users FROM {keyspace}.latest_users "
+    "WHERE day = ? AND ingestion_time >= ? AND ingestion_time < ?"
+)
 
 
 def new_users_by_hour(src: Sources) -> Result:
-    query, raw = _per_day(src, NEW_USERS_CQL)
-    counts = Counter(_hour(r.ingestion_time) for r in raw)
-    rows = [{"hour": hour, "new_users": counts[hour]} for hour in sorted(counts)]
+    cql = _cql(src, NEW_USERS_CQL)
+    statement = src.cassandra.prepare(cql)
+    now = src.now.astimezone(dt.UTC)
+    rows: list[Row] = []
+    for day in sorted(_days(src)):
+        for hour in range(24):
+            start = dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
+            if start > now:
+                break
+            users = int(
+                src.cassandra.execute(statement, (day, start, start + dt.timedelta(hours=1))).one()[0]
+            )
+            if users:
+                rows.append({"hour": _hour(start), "new_users": users})
+    days = ", ".join(d.isoformat() for d in _days(src))
+    query = f"{cql}\n-- run once per UTC hour (up to now) of each day partition: {days}"
     return Result(query, ("hour", "new_users"), rows)
 
 
@@ -498,18 +474,6 @@ FROM delta.`{gold}` AS now
 FULL OUTER JOIN delta.`{gold}` {as_of} AS then
   ON now.country = then.country
 ORDER BY new_users DESC, country"""
-
-
-def _table(src: Sources, name: str) -> str:
-    """A lake path to quote in Spark SQL (delta.`path`): a backtick would end the quote."""
-    path = src.tables[name]
-    if "`" in path:
-        raise ValueError(f"lake path {path!r} contains a backtick")
-    return path
-
-
-def _sql_rows(src: Sources, sql: str) -> list[Row]:
-    return [row.asDict() for row in src.spark.sql(sql).collect()]
 
 
 def bronze_volume_by_hour(src: Sources) -> Result:
@@ -580,63 +544,54 @@ ANALYSES: tuple[Analysis, ...] = (
         "Age distribution per country",
         "How old are the users of each country: mean, quartiles, median, range?",
         "Audiences differ by market; a median and quartiles resist the outliers a mean hides.",
-        "mongo",
+        "delta",
         age_by_country,
-        "exact mean, quartiles (inclusive method) and median from the per-(country, age) counts",
-        ("country", "median_age"),
+        chart=("country", "median_age"),
     ),
     Analysis(
         "age_by_gender",
         "Age distribution per gender",
         "Do the age profiles of women and men differ?",
         "A gap between the genders' ages changes who a campaign or product should target.",
-        "mongo",
+        "delta",
         age_by_gender,
-        "exact mean, quartiles and median from the per-(gender, age) counts",
-        ("gender", "median_age"),
+        chart=("gender", "median_age"),
     ),
     Analysis(
         "gender_by_nationality",
         "Gender ratio by nationality",
         "Which nationalities are the most unbalanced between women and men?",
         "An unbalanced sample skews every per-nationality figure; it is also a check of the source.",
-        "mongo",
+        "delta",
         gender_by_nationality,
-        "pivot of the per-(nat, gender) counts; shares and ratio",
-        ("nat", "female_pct"),
+        chart=("nat", "female_pct"),
     ),
     Analysis(
         "registration_cohorts",
         "Registration cohorts",
         "How many users registered each year, and how old were they then?",
         "Cohorts show the growth of the user base and whether it recruits younger or older people over time.",
-        "mongo",
+        "delta",
         registration_cohorts,
-        "age then = year of registration - birth year (the documents keep the birth year only); "
-        "per-year counts, mean and median from the per-(registered_date, birth_year) counts; "
-        "under_18_then counts minors at registration (a negative age = registered before birth: "
-        "the source draws both dates independently)",
-        ("registration_year", "users"),
+        chart=("registration_year", "users"),
     ),
     Analysis(
         "email_domains",
         "Share of users per email domain",
         "Which email providers do users use?",
         "Deliverability and anti-spam depend on the providers; one dominant domain is a data-source smell.",
-        "mongo",
+        "delta",
         email_domains,
-        "shares of the total",
-        ("email_domain", "share_pct"),
+        chart=("email_domain", "share_pct"),
     ),
     Analysis(
         "top_cities",
         "Top cities of the top countries",
         "Within the countries with most users, which cities concentrate them?",
         "Where to open an office, place servers or run local events.",
-        "mongo",
+        "delta",
         top_cities,
-        f"top countries by users, then their top {CITIES_PER_COUNTRY} cities (ties by name)",
-        ("city", "users"),
+        chart=("city", "users"),
     ),
     Analysis(
         "country_age_deviation",
@@ -686,7 +641,7 @@ ANALYSES: tuple[Analysis, ...] = (
         "The growth signal: it excludes users the source sent again, unlike raw ingestion volume.",
         "cassandra",
         new_users_by_hour,
-        "count per hour (UTC) of the rows of each day partition",
+        "the hours with new users, in time order",
         ("hour", "new_users"),
     ),
     Analysis(
@@ -813,16 +768,6 @@ def _selected(names: Sequence[str] | None, store: Store) -> list[Analysis]:
     return [a for a in ANALYSES if a.store == store and (not names or a.name in names)]
 
 
-def _run_mongo(settings: Settings, src: Sources, names: Sequence[str] | None) -> list[Outcome]:
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        settings.mongo.uri(settings.mongo.reader), serverSelectionTimeoutMS=15_000, tz_aware=False
-    )
-    try:
-        return run_analyses(_selected(names, "mongo"), replace(src, mongo=client[settings.mongo.database]))
-    finally:
-        client.close()
-
-
 def _run_cassandra(settings: Settings, src: Sources, names: Sequence[str] | None) -> list[Outcome]:
     c = settings.cassandra
     with cassandra_session(c, c.reader) as cassandra:
@@ -832,7 +777,7 @@ def _run_cassandra(settings: Settings, src: Sources, names: Sequence[str] | None
 
 
 def lake_tables(lake_dir: Path) -> dict[str, str]:
-    return {name: str(lake_dir / name) for name in ("bronze", "quarantine", "gold_country_stats")}
+    return {name: str(lake_dir / name) for name in LAKE_TABLES}
 
 
 def _run_delta_subprocess(names: Sequence[str] | None, src: Sources) -> list[Outcome]:
@@ -844,6 +789,8 @@ def _run_delta_subprocess(names: Sequence[str] | None, src: Sources) -> list[Out
             str(ROOT / "jobs" / "insights.py"),
             "--delta-json",
             str(out),
+            "--top",
+            str(src.top),
             "--versions-ago",
             str(src.versions_ago),
             "--as-of-hours",
@@ -872,6 +819,7 @@ def _delta_main(args: argparse.Namespace) -> int:
             spark=spark,
             tables=lake_tables(job.lake_dir),
             now=args.now,
+            top=args.top,
             versions_ago=args.versions_ago,
             as_of_hours=args.as_of_hours,
         )
@@ -891,7 +839,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the insight analyses and write the report.")
     parser.add_argument("--only", action="append", choices=sorted(BY_NAME), help="run only this analysis")
     parser.add_argument(
-        "--stores", default=",".join(STORES), help="comma-separated: mongo,cassandra,delta (default: all)"
+        "--stores", default=",".join(STORES), help="comma-separated: cassandra,delta (default: both)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "reports", help="report folder (default reports/)")
     parser.add_argument(
@@ -932,8 +880,6 @@ def main(argv: list[str] | None = None) -> int:
         as_of_hours=args.as_of_hours,
     )
     outcomes: list[Outcome] = []
-    if "mongo" in args.stores:
-        outcomes += _run_mongo(settings, src, args.only)
     if "cassandra" in args.stores:
         outcomes += _run_cassandra(settings, src, args.only)
     if "delta" in args.stores and _selected(args.only, "delta"):
@@ -944,7 +890,6 @@ def main(argv: list[str] | None = None) -> int:
         outcomes,
         generated=src.now,
         sources={
-            "mongo": f"{settings.mongo.database}.{src.collection}",
             "cassandra": settings.cassandra.keyspace,
             "delta": str(job_settings.from_settings(settings).lake_dir),
         },

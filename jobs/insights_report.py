@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # jobs.insights imports this module to write its report
 
 log = logging.getLogger(__name__)
 
-LANGUAGE = {"mongo": "javascript", "cassandra": "sql", "delta": "sql"}
-STORE_NAME = {"mongo": "MongoDB", "cassandra": "Cassandra", "delta": "Delta (Spark SQL)"}
+LANGUAGE = {"cassandra": "sql", "delta": "sql"}
+STORE_NAME = {"cassandra": "Cassandra", "delta": "Delta (Spark SQL)"}
 MAX_ROWS = 40
 CHART_BARS = 25
 

@@ -1,15 +1,15 @@
 """Every insight analysis on a seeded dataset whose answers were computed by hand.
 
-Isolation: the Mongo seed lives in a collection of its own (dropped afterwards), the
-Cassandra seed in a keyspace of its own (`<test keyspace>_insights`, the project's DDL),
-so the other tests truncating the test namespace cannot touch it, and these tests never
-touch theirs. The Delta analyses run on tiny tables written by a real Spark with Delta.
+Isolation: the Cassandra seed lives in a keyspace of its own (`<test keyspace>_insights`,
+the project's DDL), so the other tests truncating the test namespace cannot touch it, and
+these tests never touch theirs. The Delta analyses run on tiny tables written by a real
+Spark with Delta: silver_users for the questions about people, bronze, the quarantine and
+two versions of gold_country_stats for the history.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from cassandra.cluster import Session
-from pymongo import MongoClient
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
@@ -29,66 +28,49 @@ from ops.cassandra_setup import session as cassandra_session
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.UTC
+D = dt.date
 
-
-def _midnight(year: int, month: int, day: int) -> dt.datetime:
-    # As the job writes registered_date: a UTC midnight (BSON has no date-only type).
-    return dt.datetime(year, month, day)
-
-
-# (id, country, nat, gender, age, birth_year, city, registered, email_domain)
+# silver_users columns the analyses read: (user_id, country, nat, gender, age, date_of_birth,
+# city, registered_date, email_domain); age at registration in the comment.
 USERS = [
-    ("u1", "France", "FR", "female", 30, 1996, "Paris", _midnight(2016, 3, 1), "gmail.com"),
-    ("u2", "France", "FR", "female", 40, 1986, "Paris", _midnight(2010, 7, 15), "gmail.com"),
-    ("u3", "France", "FR", "male", 50, 1976, "Lyon", _midnight(2010, 1, 1), "yahoo.fr"),
-    ("u4", "France", "FR", "male", 21, 2005, "Nice", _midnight(2020, 5, 5), "gmail.com"),
-    ("u5", "Germany", "DE", "female", 60, 1966, "Berlin", _midnight(2016, 9, 9), "web.de"),
-    ("u6", "Germany", "DE", "male", 35, 1991, "Berlin", _midnight(2016, 2, 2), "gmail.com"),
-    ("u7", "Germany", "DE", "male", 45, 1981, "Munich", _midnight(2020, 12, 31), "web.de"),
-    ("u8", "Spain", "ES", "female", 25, 2001, "Madrid", _midnight(2020, 6, 6), "gmail.com"),
-    ("u9", "Spain", "ES", "female", 70, 1956, "Sevilla", _midnight(2010, 10, 10), "yahoo.fr"),
-    ("u10", "Brazil", "BR", "male", 33, 1993, "Rio de Janeiro", _midnight(2016, 4, 4), "gmail.com"),
+    ("u1", "France", "FR", "female", 30, D(1996, 5, 10), "Paris", D(2016, 3, 1), "gmail.com"),  # 19
+    ("u2", "France", "FR", "female", 40, D(1986, 1, 20), "Paris", D(2010, 7, 15), "gmail.com"),  # 24
+    ("u3", "France", "FR", "male", 50, D(1976, 1, 1), "Lyon", D(2010, 1, 1), "yahoo.fr"),  # 34: birthday
+    ("u4", "France", "FR", "male", 21, D(2005, 6, 6), "Nice", D(2020, 5, 5), "gmail.com"),  # 14
+    ("u5", "Germany", "DE", "female", 60, D(1966, 9, 9), "Berlin", D(2016, 9, 9), "web.de"),  # 50
+    ("u6", "Germany", "DE", "male", 35, D(1991, 2, 3), "Berlin", D(2016, 2, 2), "gmail.com"),  # 24
+    ("u7", "Germany", "DE", "male", 45, D(1981, 12, 31), "Munich", D(2020, 12, 31), "web.de"),  # 39
+    ("u8", "Spain", "ES", "female", 25, D(2001, 3, 3), "Madrid", D(2020, 6, 6), "gmail.com"),  # 19
+    ("u9", "Spain", "ES", "female", 70, D(1956, 10, 10), "Sevilla", D(2010, 10, 9), "yahoo.fr"),  # 53
+    ("u10", "Brazil", "BR", "male", 33, D(1993, 4, 4), "Rio de Janeiro", D(2016, 4, 4), "gmail.com"),  # 23
 ]
+SILVER_SCHEMA = (
+    "user_id string, country string, nat string, gender string, age int, date_of_birth date, "
+    "city string, registered_date date, email_domain string"
+)
 
 
 def rows(result: Result) -> list[dict[str, Any]]:
     return result.rows
 
 
-# --- MongoDB ------------------------------------------------------------------------------------
+def test_no_analysis_runs_on_mongodb() -> None:
+    # FerretDB scans and decodes every document for any aggregation: minutes at a million users.
+    assert {a.store for a in insights.ANALYSES} == {"cassandra", "delta"}
+
+
+# --- people: Delta silver_users ----------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def mongo_src(stack: Settings) -> Iterator[Sources]:
-    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo.uri(stack.mongo.admin))
-    db = client[stack.mongo.database]
-    name = f"insights_seed_{uuid.uuid4().hex[:8]}"
-    db[name].insert_many(
-        [
-            {
-                "_id": uid,
-                "country": country,
-                "nat": nat,
-                "gender": gender,
-                "age": age,
-                "birth_year": birth_year,
-                "city": city,
-                "registered_date": registered,
-                "email_domain": domain,
-                "full_name": f"Seed {uid}",
-            }
-            for uid, country, nat, gender, age, birth_year, city, registered, domain in USERS
-        ]
-    )
-    try:
-        yield Sources(mongo=db, collection=name, top=2)
-    finally:
-        db.drop_collection(name)
-        client.close()
+def people(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Sources:
+    tables = insights.lake_tables(tmp_path_factory.mktemp("insights-silver"))
+    spark.createDataFrame(USERS, SILVER_SCHEMA).write.format("delta").save(tables["silver_users"])
+    return Sources(spark=spark, tables=tables, top=2)
 
 
-def test_age_by_country(mongo_src: Sources) -> None:
-    result = insights.age_by_country(mongo_src)
+def test_age_by_country(people: Sources) -> None:
+    result = insights.age_by_country(people)
     assert result.columns == ("country", *insights.AGE_COLUMNS)
     assert rows(result) == [
         # [21, 30, 40, 50]: quartiles by linear interpolation at (n-1)q
@@ -101,11 +83,11 @@ def test_age_by_country(mongo_src: Sources) -> None:
         {"country": "Brazil", "users": 1, "mean_age": 33.0, "p25": 33.0, "median_age": 33.0,
          "p75": 33.0, "min_age": 33, "max_age": 33},
     ]  # fmt: skip
-    assert result.query.startswith(f"db.{mongo_src.collection}.aggregate([")
+    assert f"FROM delta.`{people.tables['silver_users']}`" in result.query
 
 
-def test_age_by_gender(mongo_src: Sources) -> None:
-    assert rows(insights.age_by_gender(mongo_src)) == [
+def test_age_by_gender(people: Sources) -> None:
+    assert rows(insights.age_by_gender(people)) == [
         {"gender": "female", "users": 5, "mean_age": 45.0, "p25": 30.0, "median_age": 40.0,
          "p75": 60.0, "min_age": 25, "max_age": 70},
         {"gender": "male", "users": 5, "mean_age": 36.8, "p25": 33.0, "median_age": 35.0,
@@ -113,8 +95,8 @@ def test_age_by_gender(mongo_src: Sources) -> None:
     ]  # fmt: skip
 
 
-def test_gender_by_nationality(mongo_src: Sources) -> None:
-    assert rows(insights.gender_by_nationality(mongo_src)) == [
+def test_gender_by_nationality(people: Sources) -> None:
+    assert rows(insights.gender_by_nationality(people)) == [
         {"nat": "ES", "users": 2, "female": 2, "male": 0, "other": 0, "female_pct": 100.0,
          "males_per_100_females": 0.0},
         {"nat": "FR", "users": 4, "female": 2, "male": 2, "other": 0, "female_pct": 50.0,
@@ -126,28 +108,28 @@ def test_gender_by_nationality(mongo_src: Sources) -> None:
     ]  # fmt: skip
 
 
-def test_registration_cohorts(mongo_src: Sources) -> None:
-    # age then = registration year - birth year: 2010: 24, 34, 54; 2016: 20, 50, 25, 23; 2020: 15, 39, 19
-    assert rows(insights.registration_cohorts(mongo_src)) == [
-        {"registration_year": 2010, "users": 3, "share_pct": 30.0, "mean_age_then": 37.33,
-         "median_age_then": 34.0, "youngest_then": 24, "oldest_then": 54, "under_18_then": 0},
-        {"registration_year": 2016, "users": 4, "share_pct": 40.0, "mean_age_then": 29.5,
-         "median_age_then": 24.0, "youngest_then": 20, "oldest_then": 50, "under_18_then": 0},
-        {"registration_year": 2020, "users": 3, "share_pct": 30.0, "mean_age_then": 24.33,
-         "median_age_then": 19.0, "youngest_then": 15, "oldest_then": 39, "under_18_then": 1},
+def test_registration_cohorts_count_full_years_at_registration(people: Sources) -> None:
+    # 2010: 24, 34, 53; 2016: 19, 50, 24, 23; 2020: 14, 39, 19 (see USERS)
+    assert rows(insights.registration_cohorts(people)) == [
+        {"registration_year": 2010, "users": 3, "share_pct": 30.0, "mean_age_then": 37.0,
+         "median_age_then": 34.0, "youngest_then": 24, "oldest_then": 53, "under_18_then": 0},
+        {"registration_year": 2016, "users": 4, "share_pct": 40.0, "mean_age_then": 29.0,
+         "median_age_then": 23.5, "youngest_then": 19, "oldest_then": 50, "under_18_then": 0},
+        {"registration_year": 2020, "users": 3, "share_pct": 30.0, "mean_age_then": 24.0,
+         "median_age_then": 19.0, "youngest_then": 14, "oldest_then": 39, "under_18_then": 1},
     ]  # fmt: skip
 
 
-def test_email_domains(mongo_src: Sources) -> None:
-    assert rows(insights.email_domains(mongo_src)) == [
+def test_email_domains(people: Sources) -> None:
+    assert rows(insights.email_domains(people)) == [
         {"email_domain": "gmail.com", "users": 6, "share_pct": 60.0},
         {"email_domain": "web.de", "users": 2, "share_pct": 20.0},
         {"email_domain": "yahoo.fr", "users": 2, "share_pct": 20.0},
     ]
 
 
-def test_top_cities_of_the_top_countries(mongo_src: Sources) -> None:
-    assert rows(insights.top_cities(mongo_src)) == [
+def test_top_cities_of_the_top_countries(people: Sources) -> None:
+    assert rows(insights.top_cities(people)) == [
         {"country": "France", "country_users": 4, "city": "Paris", "users": 2, "share_of_country_pct": 50.0},
         {"country": "France", "country_users": 4, "city": "Lyon", "users": 1, "share_of_country_pct": 25.0},
         {"country": "France", "country_users": 4, "city": "Nice", "users": 1, "share_of_country_pct": 25.0},
@@ -156,6 +138,28 @@ def test_top_cities_of_the_top_countries(mongo_src: Sources) -> None:
         {"country": "Germany", "country_users": 3, "city": "Munich", "users": 1,
          "share_of_country_pct": 33.33},
     ]  # fmt: skip
+
+
+def test_blank_and_missing_groups_are_unknown(spark: SparkSession, tmp_path: Path) -> None:
+    tables = insights.lake_tables(tmp_path)
+    users = [
+        ("a", " ", "FR", None, 30, None, "", None, None),
+        ("b", None, "", "female", 40, None, None, None, "x.org"),
+    ]
+    spark.createDataFrame(users, SILVER_SCHEMA).write.format("delta").save(tables["silver_users"])
+    src = Sources(spark=spark, tables=tables)
+    assert [(r["gender"], r["users"]) for r in rows(insights.age_by_gender(src))] == [
+        ("female", 1),
+        ("unknown", 1),
+    ]
+    assert rows(insights.email_domains(src)) == [
+        {"email_domain": "unknown", "users": 1, "share_pct": 50.0},
+        {"email_domain": "x.org", "users": 1, "share_pct": 50.0},
+    ]
+    assert [(r["country"], r["city"], r["users"]) for r in rows(insights.top_cities(src))] == [
+        ("unknown", "unknown", 2)
+    ]
+    assert rows(insights.registration_cohorts(src)) == []
 
 
 # --- Cassandra ----------------------------------------------------------------------------------
@@ -295,7 +299,9 @@ def test_quality_by_hour_reads_only_the_requested_day_partitions(cassandra_src: 
 
 
 def test_new_users_by_hour(cassandra_src: Sources) -> None:
-    assert rows(insights.new_users_by_hour(cassandra_src)) == [
+    result = insights.new_users_by_hour(cassandra_src)
+    assert "run once per UTC hour (up to now) of each day partition: 2026-01-10, 2026-01-09" in result.query
+    assert rows(result) == [
         {"hour": "2026-01-09 23:00", "new_users": 2},
         {"hour": "2026-01-10 00:00", "new_users": 2},
         {"hour": "2026-01-10 11:00", "new_users": 1},
@@ -311,8 +317,13 @@ def test_every_cassandra_query_respects_the_data_model() -> None:
         insights.NEW_USERS_CQL,
     ):
         assert "ALLOW FILTERING" not in cql
-        # Either a whole small aggregate table keyed by its group, or one day partition.
-        assert "WHERE" not in cql or cql.endswith("WHERE day = ?")
+        # Either a whole small aggregate table keyed by its group, or one day partition (or a
+        # clustering range of one).
+        assert "WHERE" not in cql or cql.endswith(
+            ("WHERE day = ?", "WHERE day = ? AND ingestion_time >= ? AND ingestion_time < ?")
+        )
+    # The users of a day are counted by the server, never shipped.
+    assert insights.NEW_USERS_CQL.startswith("SELECT count(*) AS users FROM {keyspace}.latest_users")
 
 
 # --- Delta (Spark SQL) ----------------------------------------------------------------------------
