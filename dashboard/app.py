@@ -33,7 +33,7 @@ from dashboard import alerts_view, charts, insights_view, queries  # noqa: E402
 from dashboard.auth import Authenticator, Identity, LoginThrottle  # noqa: E402
 from dashboard.settings import MAX_REFRESH_SECONDS, MIN_REFRESH_SECONDS, DashboardSettings, Role  # noqa: E402
 from dashboard.settings import load as load_settings  # noqa: E402
-from ops import alerts  # noqa: E402
+from ops import alerts, supervise  # noqa: E402
 
 log = logging.getLogger("dashboard.app")
 
@@ -189,6 +189,20 @@ def _active_alerts() -> dict[str, dict[str, object]]:
     return alerts.AlertStore(alerts.alert_file(env, stack_dir)).active()
 
 
+def _down_processes() -> list[tuple[str, str]]:
+    """(name, one-line reason) of each supervised process that is down now (make demo)."""
+    env = envfile.load()
+    stack_dir = Path(env.get("STACK_DIR") or ".stack")
+    if not stack_dir.is_absolute():
+        stack_dir = envfile.PROJECT_ROOT / stack_dir
+    down = []
+    for state in supervise.states(stack_dir / "supervise"):
+        check = supervise.status_check(state)
+        if check.state == "down":
+            down.append((check.name, check.detail))
+    return down
+
+
 def _health(snap: queries.Snapshot, now: dt.datetime, operator: bool) -> None:
     st.subheader("Pipeline health")
     # An alert's text is whatever a process printed: one escaped line for everyone, the whole
@@ -198,21 +212,27 @@ def _health(snap: queries.Snapshot, now: dt.datetime, operator: bool) -> None:
         if operator:
             with st.expander("Details of " + alerts_view.escape_markdown(alerts_view.one_line(rule, 80))):
                 st.code(alerts_view.details(rule, alert), language=None)
+    # A supervised process that is down (crashed, waiting for its restart): said at once, the
+    # data below stays what the stores hold.
+    for name, detail in _down_processes():
+        st.error(f"{alerts_view.escape_markdown(name)} is down: " + alerts_view.escape_markdown(detail[:200]))
     if snap.pipeline.empty:
         st.info("No pipeline metrics in the last days: is the job running?")
         return
-    last = snap.pipeline.iloc[0]
-    last_time = last["batch time"].to_pydatetime()
-    cols = st.columns(4)
-    cols[0].metric(
-        "Last batch",
-        queries.human_age(queries.freshness_seconds(last_time, now)) + " ago",
-        help=f"Last batch at {last_time:%Y-%m-%d %H:%M:%S} UTC.",
-    )
-    cols[1].metric("Batch", int(last["batch id"]))
-    cols[2].metric("Rows per second", f"{last['processed rows/s']:.1f}")
-    duration = last["duration ms"]
-    cols[3].metric("Batch duration", "-" if pd.isna(duration) else f"{int(duration):,} ms")
+    # One row per query of the job: serving (users to the dashboard) and lake (statistics).
+    for query in sorted(snap.pipeline["query"].unique(), key=lambda q: (q != "serving", q)):
+        last = snap.pipeline[snap.pipeline["query"] == query].iloc[0]
+        last_time = last["batch time"].to_pydatetime()
+        cols = st.columns(4)
+        cols[0].metric(
+            f"Last {query} batch",
+            queries.human_age(queries.freshness_seconds(last_time, now)) + " ago",
+            help=f"Last batch of the {query} query at {last_time:%Y-%m-%d %H:%M:%S} UTC.",
+        )
+        cols[1].metric("Batch", int(last["batch id"]))
+        cols[2].metric("Rows per second", f"{last['processed rows/s']:.1f}")
+        duration = last["duration ms"]
+        cols[3].metric("Batch duration", "-" if pd.isna(duration) else f"{int(duration):,} ms")
     st.altair_chart(charts.throughput(snap.pipeline))
 
 

@@ -150,8 +150,11 @@ class Job:
                     queries[q.name] = self.start(q)
             if self.available_now and not queries:
                 return 1 if failed else 0
-        for query in queries.values():
-            query.stop()  # graceful: the running batch finishes and is committed
+        for name, query in queries.items():
+            try:
+                query.stop()  # graceful: the running batch finishes and is committed
+            except Exception as exc:  # the JVM may be shutting down on the same signal
+                log.info("query %s stopped with the JVM: %s", name, sinks.one_line(exc))
         return 0
 
 
@@ -190,8 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = Job(spark, job, metrics, args.starting_offsets, args.available_now).run(names, stopping)
     except Exception as exc:
-        log.error("job failed: %s", sinks.one_line(exc))
-        code = 1
+        if stopping.is_set():  # a signal interrupted a call into the JVM: a normal stop
+            log.info("stopping interrupted a call: %s", sinks.one_line(exc))
+            code = 0
+        else:
+            log.error("job failed: %s", sinks.one_line(exc))
+            code = 1
     finally:
         spark.stop()
     if stopping.is_set():

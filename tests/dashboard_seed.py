@@ -185,7 +185,7 @@ def seed(sess: Session) -> tuple[dt.datetime, list[LatestRow]]:
             (
                 batch_time.astimezone(dt.UTC).date(),
                 batch_time,
-                "random_user_stream",
+                "serving",
                 5 + i,
                 1,
                 PROCESSED_PER_SECOND[i],

@@ -112,6 +112,9 @@ def test_each_query_survives_the_others_crash(
     def in_cassandra() -> int:
         return len({r.user_id for r in cassandra_admin.execute("SELECT user_id FROM random_user_table")})
 
+    def in_mongo() -> int:
+        return int(mongo_db["randomUserCollection"].count_documents({}))
+
     def in_stats() -> int:
         return sum(r.count_users for r in cassandra_admin.execute("SELECT count_users FROM country_stats"))
 
@@ -147,7 +150,7 @@ def test_each_query_survives_the_others_crash(
         wait_for(lambda: in_stats() == len(sent), 300, "batch 2 in the lake while serving is down")
         _repair(checkpoints / "serving", moved)
         send(3)
-        wait_for(lambda: in_cassandra() == len(sent) and in_stats() == len(sent), 300, "both caught up")
+        wait_for(lambda: in_cassandra() == in_mongo() == in_stats() == len(sent), 300, "both caught up")
         assert proc.poll() is None
         text = job.log_text()
         assert text.count("started query lake") >= 2 and text.count("started query serving") >= 2

@@ -105,7 +105,7 @@ def test_operator_sees_the_newest_users_in_order_and_the_exact_figures(
     assert [e.value for e in at.error] == []
     metrics = _metrics(at)
     newest = metrics.pop("Newest row")
-    last_batch = metrics.pop("Last batch")
+    last_batch = metrics.pop("Last serving batch")
     assert metrics == {
         "Total users": str(seed.TOTAL_USERS),
         "Countries": "5",
