@@ -68,6 +68,21 @@ USER_SCHEMA = _struct(
     ("nat", StringType()),
 )
 
+
+def _string_fields(schema: StructType, prefix: str = "") -> tuple[str, ...]:
+    paths: list[str] = []
+    for field in schema.fields:
+        if isinstance(field.dataType, StructType):
+            paths.extend(_string_fields(field.dataType, f"{prefix}{field.name}."))
+        elif isinstance(field.dataType, StringType):
+            paths.append(prefix + field.name)
+    return tuple(paths)
+
+
+# Every user field read as a string (dotted paths): the API sends each as a JSON string or
+# number, never an object or array, which a StringType would silently take as its JSON text.
+USER_STRING_FIELDS: tuple[str, ...] = _string_fields(USER_SCHEMA)
+
 # The producer's stamp on every message: which fetch, when, and which slice of it.
 META_SCHEMA = _struct(
     ("batch_id", StringType()),

@@ -108,3 +108,10 @@ def fixture_bronze(spark: SparkSession, fixtures_dir: Path) -> tuple[DataFrame, 
         messages.append(message)
         rows.append(bronze_row(encode(message), offset, key=message["meta"]["batch_id"]))
     return bronze_df(spark, rows), messages
+
+
+def with_raw_bytes(value: bytes, marker: str, raw: bytes) -> bytes:
+    """`value` with each `marker` (as UTF-8) replaced by `raw`, e.g. bytes that are not UTF-8."""
+    encoded = marker.encode("utf-8")
+    assert encoded in value, f"marker {marker!r} not in the message"
+    return value.replace(encoded, raw)

@@ -14,6 +14,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs import quality, transform
+from jobs.schema import NATIONALITIES
 from tests.unit.bronze_rows import (
     FETCHED_AT_UTC,
     KAFKA_TIME,
@@ -31,12 +32,19 @@ from tests.unit.bronze_rows import (
 
 REASONS = (
     "unparseable_json",
+    "invalid_encoding",
     "missing_results",
     "invalid_meta",
+    "wrong_type",
     "missing_uuid",
     "malformed_uuid",
+    "missing_name",
+    "unknown_gender",
     "age_out_of_range",
     "age_inconsistent_with_dob",
+    "registered_age_inconsistent",
+    "registered_before_birth",
+    "date_in_future",
     "empty_country",
     "unknown_nationality",
     "invalid_email",
@@ -147,6 +155,7 @@ def test_every_fixture_user_is_valid(spark: SparkSession, fixtures_dir: Path) ->
     bronze, messages = fixture_bronze(spark, fixtures_dir)
     got = _reasons(quality.with_reasons(transform.users_from_bronze(bronze)))
     assert got == [(o, p, []) for o, m in enumerate(messages) for p in range(len(m["results"]))]
+    assert {u["nat"] for m in messages for u in m["results"]} == set(NATIONALITIES)
 
 
 def test_each_bad_record_gets_its_reason(checked: DataFrame, bad: BadBatch) -> None:
@@ -311,6 +320,7 @@ def test_batch_metrics(checked: DataFrame) -> None:
             "valid": 5,
             "quarantined": 17,
             "reasons": {
+                **dict.fromkeys(REASONS, 0),
                 "unparseable_json": 3,
                 "missing_results": 2,
                 "invalid_meta": 1,
@@ -351,7 +361,7 @@ def test_batch_metrics_of_an_empty_batch(spark: SparkSession) -> None:
 
 
 def test_age_is_judged_at_fetch_time_not_now(spark: SparkSession, fixtures_dir: Path) -> None:
-    """The same record fetched a year later with the same age fails; as fetched, it passes."""
+    """The same record fetched a year later with the same ages fails; as fetched, it passes."""
     _, users = load_users(fixtures_dir, "nat-NO.json")
     messages = [
         encode(envelope(users, batch_id="b-then")),
@@ -361,7 +371,7 @@ def test_age_is_judged_at_fetch_time_not_now(spark: SparkSession, fixtures_dir: 
         transform.users_from_bronze(bronze_df(spark, [bronze_row(m, o) for o, m in enumerate(messages)]))
     )
     assert _reasons(checked) == [(0, p, []) for p in range(10)] + [
-        (1, p, ["age_inconsistent_with_dob"]) for p in range(10)
+        (1, p, ["age_inconsistent_with_dob", "registered_age_inconsistent"]) for p in range(10)
     ]
 
 
