@@ -257,8 +257,9 @@ def quarantine_documents(key: bytes, key_version: int, processed_time: dt.dateti
     """Factory: quarantined rows -> the Mongo `anomalies` documents.
 
     Contacts and the national id are pseudonymised; street, coordinates, username and
-    pictures are left out; a message that did not parse is kept only as its SHA-256 and
-    length (its raw bytes go to the restricted Delta table, see quarantine_raw).
+    pictures are left out; a message row (a message that did not parse, has no user, or
+    is not UTF-8) is kept only as its SHA-256 and length (its raw bytes go to the
+    restricted Delta table, see quarantine_raw).
     """
     processed = literal_time(processed_time)
 
@@ -315,7 +316,8 @@ def quarantine_raw(processed_time: dt.datetime) -> Transformation:
     """Factory: quarantined rows -> the restricted Delta quarantine table, records untouched.
 
     `raw_json` is the user's own JSON (user rows) or the whole Kafka value as text
-    (message rows); `raw_value` keeps a message row's exact bytes.
+    (message rows); `raw_value` keeps a message row's exact bytes (also those of a
+    message that is not UTF-8, whose text has U+FFFD where they were bad).
     """
     processed = literal_time(processed_time)
 
