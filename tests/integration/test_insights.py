@@ -330,12 +330,14 @@ def test_every_cassandra_query_respects_the_data_model() -> None:
 
 
 BRONZE = [  # (Kafka timestamp, value)
+    (dt.datetime(2026, 1, 8, 23, 59, tzinfo=UTC), b'{"results":[{}]}'),  # before the 2 days read
     (dt.datetime(2026, 1, 9, 10, 5, tzinfo=UTC), b'{"results":[{},{}]}'),
     (dt.datetime(2026, 1, 9, 10, 50, tzinfo=UTC), b'{"results":[{}]}'),
     (dt.datetime(2026, 1, 9, 11, 0, tzinfo=UTC), b"not json"),
     (dt.datetime(2026, 1, 9, 11, 30, tzinfo=UTC), b'{"results":[{},{},{}]}'),
 ]
 QUARANTINE = [  # (Kafka timestamp, reasons)
+    (dt.datetime(2026, 1, 8, 23, 59, tzinfo=UTC), ["invalid_email"]),  # before the 2 days read
     (dt.datetime(2026, 1, 9, 10, 5, tzinfo=UTC), ["invalid_email"]),
     (dt.datetime(2026, 1, 9, 10, 50, tzinfo=UTC), ["invalid_email", "empty_country"]),
     (dt.datetime(2026, 1, 9, 11, 0, tzinfo=UTC), ["unparseable_json"]),
@@ -369,20 +371,21 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return tables
 
 
-def test_bronze_volume_by_hour(spark: SparkSession, lake: dict[str, str]) -> None:
-    result = insights.bronze_volume_by_hour(Sources(spark=spark, tables=lake))
+def test_bronze_volume_by_hour_of_the_days_read(spark: SparkSession, lake: dict[str, str]) -> None:
+    result = insights.bronze_volume_by_hour(Sources(spark=spark, tables=lake, now=NOW, days=2))
+    assert "WHERE timestamp >= TIMESTAMP '2026-01-09 00:00:00'" in result.query
     assert rows(result) == [
         {
             "hour": "2026-01-09 10:00",
             "records": 2,
             "users": 3,
-            "bytes": len(BRONZE[0][1]) + len(BRONZE[1][1]),
+            "bytes": len(BRONZE[1][1]) + len(BRONZE[2][1]),
         },
         {
             "hour": "2026-01-09 11:00",
             "records": 2,
             "users": 3,
-            "bytes": len(BRONZE[2][1]) + len(BRONZE[3][1]),
+            "bytes": len(BRONZE[3][1]) + len(BRONZE[4][1]),
         },
     ]
 
@@ -390,8 +393,8 @@ def test_bronze_volume_by_hour(spark: SparkSession, lake: dict[str, str]) -> Non
 H10, H11 = "2026-01-09 10:00", "2026-01-09 11:00"
 
 
-def test_quarantine_rate_by_reason(spark: SparkSession, lake: dict[str, str]) -> None:
-    result = insights.quarantine_rate_by_reason(Sources(spark=spark, tables=lake))
+def test_quarantine_rate_by_reason_of_the_days_read(spark: SparkSession, lake: dict[str, str]) -> None:
+    result = insights.quarantine_rate_by_reason(Sources(spark=spark, tables=lake, now=NOW, days=2))
     assert rows(result) == [
         {"hour": H10, "reason": "invalid_email", "rows": 2, "users_in": 3, "pct_of_users": 66.67},
         {"hour": H10, "reason": "empty_country", "rows": 1, "users_in": 3, "pct_of_users": 33.33},
