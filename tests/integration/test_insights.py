@@ -441,3 +441,10 @@ def test_time_travel_before_the_first_commit_falls_back_to_it(
     assert rows(result) == VERSION_0_VS_NOW
     assert "VERSION AS OF 0" in result.query
     assert "before the table's first commit" in result.note
+
+
+def test_warm_up_reads_the_tables_there_are(
+    spark: SparkSession, lake: dict[str, str], tmp_path: Path
+) -> None:
+    # silver_users is not in this lake, nor the extra path: skipped, not an error.
+    assert insights.warm_up(spark, {**lake, "nothing": str(tmp_path / "nothing")}) >= 0.0
