@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv browser insights bench up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser insights bench bench-insights up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -63,7 +63,7 @@ lint: venv ## ruff and mypy
 format: venv ## apply ruff's formatting
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-insights: venv ## the insight analyses (MongoDB, Cassandra, Delta) -> reports/insights.{md,html,json}
+insights: venv ## the insight analyses (Cassandra, Delta) -> reports/insights.{md,html,json}
 	@$(PY) -m jobs.insights
 
 bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings (~40 min) -> bench/results/, docs/PERFORMANCE.md
@@ -75,6 +75,9 @@ bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings 
 	@$(PY) -m bench.end_to_end $(BENCH_ARGS)
 	@echo "[bench] 4/4 docs/PERFORMANCE.md"
 	@$(PY) -m bench.report
+
+bench-insights: up ## every insight analysis at 100k and 1M users (~25 min) -> bench/results/insights.json
+	@set -o pipefail; scripts/spark-submit.sh bench/insights.py $(INSIGHTS_ARGS) 2>&1 | grep --line-buffered -E '^\[bench|Error|Exception'
 
 demo: up ## the whole pipeline with the dashboard on the local stack
 	@scripts/demo.sh
