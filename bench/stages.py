@@ -8,7 +8,7 @@ Users come from the producer's offline generator (varied, all 21 nationalities),
 and encoded exactly as producer.py sends them, as Kafka-shaped rows (the bronze schema).
 Then, each timed alone on those rows (users/s = users / wall seconds):
 
-  full_batch      jobs.pipeline.BatchProcessor on all of them (a fresh lake): the real thing
+  full_batch      jobs.pipeline.LakeProcessor on all of them (a fresh lake): the real thing
   parse_enrich    parse, explode, quality rules, enrich, pseudonymise, dedup (no write)
   bronze_append   Delta append of the raw rows
   silver_merge    Delta MERGE of the users into silver already holding the full batch's users
@@ -44,7 +44,7 @@ from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
 from jobs import aggregates, projections, quality, sinks, transform  # noqa: E402
 from jobs import settings as job_settings  # noqa: E402
-from jobs.pipeline import BatchProcessor  # noqa: E402
+from jobs.pipeline import LakeProcessor  # noqa: E402
 from jobs.schema import BRONZE_SCHEMA  # noqa: E402
 
 # Replace-upserts are slow on FerretDB/SQLite (7 docs/s measured): a small sample says enough.
@@ -106,7 +106,7 @@ def main() -> int:
         second = spark.createDataFrame(kafka_rows(n, per, "stages-b"), BRONZE_SCHEMA).persist()
         first.count(), second.count()
 
-        processor = BatchProcessor(spark, job, "bench-stages")
+        processor = LakeProcessor(spark, job, "bench-stages")
         started = time.perf_counter()
         report = processor.process(first, 0)
         seconds = time.perf_counter() - started

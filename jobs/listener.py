@@ -3,7 +3,7 @@
 Spark reports a batch's progress (rows, rates, durations, Kafka end offsets) only to
 listeners and the UI; both vanish with the driver. Writing it to a table gives the status
 command, the monitor and the dashboard a history that survives restarts. The pipeline's own
-per-sink durations and quarantine count arrive through BatchProcessor's `on_report` hook
+per-sink durations and quarantine count arrive through the processors' `on_report` hook (jobs/pipeline.py)
 and are merged into the row of the same batch id.
 
 A failure here is logged and never stops the query: metrics must not cost data.
@@ -104,7 +104,7 @@ def ran_a_batch(progress: dict[str, Any]) -> bool:
 
 
 class MetricsListener(StreamingQueryListener):
-    """Register with spark.streams.addListener and pass `on_report` to the BatchProcessor."""
+    """Register with spark.streams.addListener and pass `on_report` to the serving and lake processors."""
 
     def __init__(self, job: JobSettings) -> None:
         self.job = job

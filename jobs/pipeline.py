@@ -413,7 +413,3 @@ class LakeProcessor(_Processor):
 
         # The three tables are independent: written side by side (each its own Delta table).
         run_lanes([one(*g) for g in GOLD], len(GOLD), self.use_pool)
-
-
-# The name the replay, the benchmarks and older code know the lake path by.
-BatchProcessor = LakeProcessor
