@@ -45,11 +45,17 @@ class QualityRule:
 
 @dataclass(frozen=True)
 class _Rule:
-    """A rule's declaration; its Column is built on demand (a Column needs a SparkSession)."""
+    """A rule's declaration; its Column is built on demand (a Column needs a SparkSession).
+
+    `per_batch`: the rule compares rows with each other (a window over the batch), so it is
+    checked by with_batch_reasons, after the rules of one row (with_row_reasons): those
+    can run inside a streaming query's own plan, a window cannot.
+    """
 
     reason: str
     description: str
     fails: Callable[[], Column]
+    per_batch: bool = False
 
 
 def _blank(text: Column) -> Column:
@@ -122,11 +128,21 @@ def _wrong_type() -> Column:
     return _is_user() & reduce(operator.or_, shaped)
 
 
+# The uuid of a user row that takes part in the per-batch rules (null for the others):
+# added by with_row_reasons, kept through enrichment, dropped by with_batch_reasons.
+BATCH_KEY = "batch_key"
+
+
+def _batch_key() -> Column:
+    return F.when(_is_user() & _valid_uuid(), _uuid())
+
+
 def _duplicate_uuid_in_batch() -> Column:
-    first_index = F.min(F.when(_is_user() & _valid_uuid(), F.col("user_index"))).over(
-        Window.partitionBy("batch_id", _uuid())
+    key = F.col(BATCH_KEY)
+    first_index = F.min(F.when(key.isNotNull(), F.col("user_index"))).over(
+        Window.partitionBy("batch_id", key)
     )
-    return _is_user() & _valid_uuid() & (F.col("user_index") > first_index)
+    return key.isNotNull() & (F.col("user_index") > first_index)
 
 
 _RULES: tuple[_Rule, ...] = (
@@ -211,8 +227,11 @@ _RULES: tuple[_Rule, ...] = (
         "duplicate_uuid_in_batch",
         "the same login.uuid appears earlier in the same API response (meta.batch_id)",
         _duplicate_uuid_in_batch,
+        per_batch=True,
     ),
 )
+# Reasons are listed in rule order: the rules of one row first, then those of the batch.
+assert [r.per_batch for r in _RULES] == sorted(r.per_batch for r in _RULES), "per-batch rules last"
 
 # The reason codes, in rule order: taken from the declarations, so they are written once.
 _REASON_CODES: tuple[str, ...] = tuple(rule.reason for rule in _RULES)
@@ -228,13 +247,41 @@ def reason_codes() -> tuple[str, ...]:
     return _REASON_CODES
 
 
-def with_reasons(users: DataFrame) -> DataFrame:
-    """Add `reasons` (array<string>, empty = valid) to rows from transform.explode_users."""
+def _rules(*, per_batch: bool) -> list[QualityRule]:
+    return [QualityRule(r.reason, r.description, r.fails()) for r in _RULES if r.per_batch == per_batch]
+
+
+def _reasons(rules: list[QualityRule]) -> Column:
     # One [reason] or [] per rule, concatenated: unlike array_compact (a higher-order function),
     # concat compiles to Java with the rules, so their shared parts (dates, fields) run once.
     none = F.array().cast("array<string>")
-    flags = [F.when(rule.fails, F.array(F.lit(rule.reason))).otherwise(none) for rule in quality_rules()]
-    return users.withColumn("reasons", F.concat(*flags))
+    return F.concat(*[F.when(rule.fails, F.array(F.lit(rule.reason))).otherwise(none) for rule in rules])
+
+
+def with_row_reasons(users: DataFrame) -> DataFrame:
+    """Add `reasons` for the rules of one row, and BATCH_KEY, to rows from transform.explode_users.
+
+    Row by row only, so it can be part of a streaming query's plan (built once, not per
+    batch); with_batch_reasons completes the list.
+    """
+    return users.select(
+        "*", _reasons(_rules(per_batch=False)).alias("reasons"), _batch_key().alias(BATCH_KEY)
+    )
+
+
+def with_batch_reasons(rows: DataFrame) -> DataFrame:
+    """Append the reasons of the per-batch rules to `reasons`, and drop BATCH_KEY.
+
+    `rows`: from with_row_reasons (or enriched from them, keeping `reasons`, BATCH_KEY,
+    `batch_id` and `user_index`).
+    """
+    added = _reasons(_rules(per_batch=True))
+    return rows.withColumn("reasons", F.concat("reasons", added)).drop(BATCH_KEY)
+
+
+def with_reasons(users: DataFrame) -> DataFrame:
+    """Add `reasons` (array<string>, empty = valid) to rows from transform.explode_users."""
+    return with_batch_reasons(with_row_reasons(users))
 
 
 def valid(checked: DataFrame) -> DataFrame:

@@ -33,7 +33,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from common.settings import SettingsError
-from jobs import erasure, preflight, sinks, transform
+from jobs import erasure, pipeline, preflight, sinks, transform
 from jobs import settings as job_settings
 from jobs.pipeline import GOLD, BatchReport, LakeProcessor, ServingProcessor
 from jobs.settings import JobSettings
@@ -310,7 +310,9 @@ def run(
     started, first = time.monotonic(), state.done
     for index in range(state.done, len(state.boundaries)):
         chunk = bronze.where(chunk_condition(state.boundaries, index))
-        serving.process(chunk, index)
+        pseudonym = target.common.pseudonym
+        now = dt.datetime.now(dt.UTC)
+        serving.process(pipeline.serving_rows(chunk, pseudonym.key, pseudonym.key_version, now), index)
         report = lake.process(chunk, index)
         state.done = index + 1
         state.save(state_path)

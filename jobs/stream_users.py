@@ -24,10 +24,11 @@ import time
 from types import FrameType
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import SettingsError
-from jobs import lifeline, preflight, sinks
+from jobs import lifeline, pipeline, preflight, sinks
 from jobs import settings as job_settings
 from jobs.listener import MetricsListener
 from jobs.pipeline import LakeProcessor, ServingProcessor
@@ -89,9 +90,16 @@ class Job:
         )
         # The query's own thread inherits the pool: Spark's planning jobs run there too.
         processor.use_pool()
+        source = sinks.read_kafka(self.spark, self.job, q, self.starting_offsets)
+        if q.name == job_settings.SERVING:
+            # The row-by-row work is part of the query's plan, built once; Spark replaces
+            # current_timestamp() with each batch's planned time (the same on a rerun).
+            pseudonym = self.job.common.pseudonym
+            source = pipeline.serving_rows(
+                source, pseudonym.key, pseudonym.key_version, F.current_timestamp()
+            )
         writer = (
-            sinks.read_kafka(self.spark, self.job, q, self.starting_offsets)
-            .writeStream.queryName(q.name)
+            source.writeStream.queryName(q.name)
             .option("checkpointLocation", str(checkpoint))
             .foreachBatch(processor)
         )

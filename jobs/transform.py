@@ -220,13 +220,18 @@ def users_from_bronze(bronze: DataFrame) -> DataFrame:
     return bronze.transform(parse_messages).transform(explode_users)
 
 
-def enrich_users(key: bytes, key_version: int, processed_time: dt.datetime) -> Transformation:
-    """Factory: user rows (from explode_users, usually only the valid ones) -> ENRICHED_COLUMNS.
+def enrich_users(
+    key: bytes, key_version: int, processed_time: dt.datetime | Column, keep: tuple[str, ...] = ()
+) -> Transformation:
+    """Factory: user rows (from explode_users, usually only the valid ones) -> ENRICHED_COLUMNS
+    (then the columns named in `keep`).
 
     The pseudonym key and version come from settings; processed_time is given by the
-    caller (e.g. the micro-batch's start) so the result depends on the input alone.
+    caller so the result depends on the input alone: an instant (e.g. the micro-batch's
+    start), or a Column such as F.current_timestamp(), which a streaming query replaces
+    with its batch's planned time (the same on a rerun).
     """
-    processed = literal_time(processed_time)
+    processed = processed_time if isinstance(processed_time, Column) else literal_time(processed_time)
 
     def transform(users: DataFrame) -> DataFrame:
         u = F.col("user")
@@ -264,6 +269,7 @@ def enrich_users(key: bytes, key_version: int, processed_time: dt.datetime) -> T
             "partition",
             "offset",
             "user_index",
+            *keep,
         )
 
     return transform

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from jobs import quality, transform
+from jobs import pipeline, quality, transform
 from jobs.schema import NATIONALITIES
 from tests.unit.bronze_rows import (
     FETCHED_AT_UTC,
@@ -378,3 +379,19 @@ def test_age_is_judged_at_fetch_time_not_now(spark: SparkSession, fixtures_dir: 
 def test_quarantine_needs_aware_processed_time() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         quality.quarantine_raw(dt.datetime(2026, 1, 1))
+
+
+def test_serving_path_keeps_exactly_the_lake_paths_valid_users(
+    spark: SparkSession, bad: BadBatch, fixtures_dir: Path
+) -> None:
+    """Row rules in the streaming plan, per-batch rules in the batch: the same users as all rules
+    at once (duplicates within a response dropped, bad rows left out), column for column."""
+    fixtures, _ = fixture_bronze(spark, fixtures_dir)
+    raw = fixtures.unionByName(bad.bronze(spark).withColumn("partition", F.lit(1)))
+    lake = quality.valid(pipeline.checked_users(raw)).transform(transform.enrich_users(KEY, 1, PROCESSED))
+    serving_rows = pipeline.serving_rows(raw, KEY, 1, transform.literal_time(PROCESSED))
+    serving = quality.valid(quality.with_batch_reasons(serving_rows)).drop("reasons")
+    assert serving.columns == list(transform.ENRICHED_COLUMNS)
+    assert sorted(serving.collect()) == sorted(lake.collect())
+    # the bad batch's valid users: 0, 10 and 11 of the first message, and the user re-sent twice
+    assert lake.where(F.col("partition") == 1).count() == 5
