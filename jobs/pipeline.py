@@ -343,7 +343,11 @@ class LakeProcessor(_Processor):
                 [("gold", lambda: self.update_gold(batch_id, started, new_users))]
                 if report.new_users
                 else [],
-                [("cassandra_quality", lambda: sinks.write_cassandra(quality_row, job, "quality_metrics"))],
+                # An empty batch (Spark runs one when a query starts at `latest`) has no day to file
+                # its row under, and nothing to report.
+                [("cassandra_quality", lambda: sinks.write_cassandra(quality_row, job, "quality_metrics"))]
+                if report.records_in
+                else [],
                 [
                     (
                         "mongo_anomalies",
