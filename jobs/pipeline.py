@@ -38,7 +38,7 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructField, StructType, TimestampType
 
-from jobs import aggregates, erasure, projections, quality, sinks, transform
+from jobs import aggregates, erasure, poison_batches, projections, quality, sinks, transform
 from jobs.settings import JobSettings
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,18 @@ class _Processor:
         self._ledger = sinks.CachedDeltaTable(spark, job.table(erasure.LEDGER_TABLE))
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
+        """foreachBatch: process the batch; one that keeps failing while every server answers is
+        processed in parts, its records that fail alone quarantined (jobs/poison_batches.py).
+
+        Without a checkpoint (the replay) there is no attempt ledger: a failure is the caller's.
+        """
         self.use_pool()
-        self.process(raw, batch_id)
+        if self.checkpoint is None:
+            self.process(raw, batch_id)
+            return
+        poison_batches.run_batch(
+            self, raw, batch_id, lake=isinstance(self, LakeProcessor), new_report=BatchReport
+        )
 
     def process(self, raw: DataFrame, batch_id: int) -> BatchReport:
         raise NotImplementedError

@@ -42,6 +42,8 @@ class JobSettings:
     sink_stall_timeout_s: int = 600
     sink_concurrency: int = 3
     gold_full_recompute_every: int = 1000
+    # Failed attempts of one micro-batch before it is processed in parts (jobs/poison_batches.py).
+    poison_batch_attempts: int = 3
 
     def table(self, name: str) -> str:
         """Path of a Delta table of the lake (bronze, quarantine, silver, gold_*)."""
@@ -101,6 +103,7 @@ def from_settings(settings: Settings) -> JobSettings:
         sink_stall_timeout_s=common_settings.env_int(env, "SINK_STALL_TIMEOUT_S", 30, 86_400, 600),
         sink_concurrency=common_settings.env_int(env, "SINK_CONCURRENCY", 1, 8, 3),
         gold_full_recompute_every=common_settings.env_int(env, "GOLD_FULL_RECOMPUTE_EVERY", 0, 10**9, 1000),
+        poison_batch_attempts=common_settings.env_int(env, "POISON_BATCH_ATTEMPTS", 1, 100, 3),
     )
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -177,12 +178,21 @@ def with_retries(
     sleep: Callable[[float], None] = time.sleep,
     stall_timeout: float | None = None,
     on_stall: Callable[[str, float], None] = exit_on_stall,
+    failure_probe: FailureProbe | None = None,
 ) -> T:
     """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data.
 
     A failing attempt is retried with backoff; an attempt that neither fails nor returns
     within `stall_timeout` seconds calls `on_stall` (by default: exit for a restart).
+    With a failure probe (`failure_probe`, else the one the job installed: see
+    install_failure_probe), a write that fails the same way FailureProbe.after times in a
+    row while every server answers is not retried further: its error is raised, for the
+    batch to be counted as failed (jobs/poison_batches.py). Servers that are down are
+    retried without end, as always.
     """
+    probe = failure_probe or _installed.get("probe")
+    if probe is not None:
+        probe = probe.fresh()
     attempt = 0
     while True:
         timer = None
@@ -194,6 +204,8 @@ def with_retries(
             return action()
         except Exception as exc:
             attempt += 1
+            if probe is not None:
+                probe.check(name, exc)  # raises when the servers are up: the data is at fault
             delay = min(max_delay, base_delay * 2 ** (attempt - 1))
             log.warning(
                 "sink %s failed (attempt %d), retrying in %.0fs: %s", name, attempt, delay, one_line(exc)
@@ -501,3 +513,83 @@ def write_cassandra(df: DataFrame, job: JobSettings, table: str) -> None:
         .option("table", table)
         .save()
     )
+
+
+# --- Deterministic failures ---------------------------------------------------------------
+# A write that fails the same way again and again while its servers answer (data a sink
+# rejects) would otherwise be retried forever and stall its query: after a few identical
+# failures the servers are probed, and if they are all up the error goes to the batch,
+# which jobs/poison_batches.py counts and, after POISON_BATCH_ATTEMPTS, splits.
+
+# Identical failures of one write in a row before the servers are probed.
+SAME_FAILURES_BEFORE_PROBE = 3
+_HEXISH = re.compile(r"\b[0-9A-Fa-f-]*[0-9][0-9A-Fa-f-]*\b")
+
+
+def error_line(exc: BaseException) -> str:
+    """The line that says what went wrong: for a Java error, its root cause ("Caused by: ..."
+    last), not py4j's "An error occurred while calling o123.save"; else one_line."""
+    text = str(exc)
+    causes = [
+        line.strip()[len("Caused by: ") :]
+        for line in text.splitlines()
+        if line.strip().startswith("Caused by: ")
+    ]
+    if causes:
+        return causes[-1][:300]
+    for raw in text.splitlines()[1:]:
+        line = raw.strip()
+        if line.startswith(": "):  # py4j: ": org.apache.spark.SparkException: ..."
+            return line[2:][:300]
+    return one_line(exc)
+
+
+def error_signature(exc: BaseException) -> str:
+    """What makes two failures "the same": the error line without numbers, ids or paths' hashes."""
+    return _HEXISH.sub("#", error_line(exc))
+
+
+class FailureProbe:
+    """Counts identical failures of one write; after `after` of them asks `servers_up`.
+
+    One instance per write (fresh()): the count belongs to one with_retries call.
+    """
+
+    def __init__(self, servers_up: Callable[[], bool], after: int = SAME_FAILURES_BEFORE_PROBE) -> None:
+        self.servers_up = servers_up
+        self.after = after
+        self._last: str | None = None
+        self._same = 0
+
+    def fresh(self) -> FailureProbe:
+        return FailureProbe(self.servers_up, self.after)
+
+    def check(self, name: str, exc: BaseException) -> None:
+        """Raise `exc` when it is the after-th identical failure in a row and the servers are up."""
+        signature = error_signature(exc)
+        self._same = self._same + 1 if signature == self._last else 1
+        self._last = signature
+        if self._same < self.after:
+            return
+        self._same = 0  # probe again after as many more
+        if self.servers_up():
+            log.error(
+                "sink %s failed the same way %d times while every server answers: giving the error "
+                "to the batch: %s",
+                name,
+                self.after,
+                error_line(exc),
+            )
+            raise exc
+        log.warning("sink %s: a server is down, retrying without end: %s", name, error_line(exc))
+
+
+_installed: dict[str, FailureProbe] = {}
+
+
+def install_failure_probe(probe: FailureProbe | None) -> None:
+    """The probe every with_retries of this process uses (None: retry everything forever)."""
+    if probe is None:
+        _installed.pop("probe", None)
+    else:
+        _installed["probe"] = probe

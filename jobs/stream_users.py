@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import SettingsError
-from jobs import lifeline, pipeline, preflight, sinks
+from jobs import lifeline, pipeline, poison_batches, preflight, sinks
 from jobs import settings as job_settings
 from jobs.listener import MetricsListener
 from jobs.pipeline import LakeProcessor, ServingProcessor
@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     lifeline.install(spark)  # either side of the driver dying ends the other (jobs/lifeline.py)
     spark.sparkContext.setLogLevel("WARN")
     metrics = MetricsListener(job)  # each batch's progress -> pipeline_metrics and the log
+    # A sink write failing the same way while every server answers goes to its batch, which
+    # is processed in parts after POISON_BATCH_ATTEMPTS failures (jobs/poison_batches.py).
+    sinks.install_failure_probe(sinks.FailureProbe(lambda: poison_batches.servers_up(job.common)))
     spark.streams.addListener(metrics)
     stopping = threading.Event()
 
