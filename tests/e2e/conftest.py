@@ -148,6 +148,12 @@ class JobRunner:
         return self._log().read_text(errors="replace")
 
 
+def job_log(job: JobRunner, run: int) -> str:
+    """The log of the job's `run`-th start (1 = the first), as far as it is written."""
+    path = job.workdir / f"job-{run}.log"
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
