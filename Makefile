@@ -52,7 +52,7 @@ browser: ## Debian's headless Chromium for the dashboard's browser test (apt, fi
 	@scripts/install-browser.sh
 
 test: venv browser ## run every test tier (starts the stack itself)
-	@$(PY) -m pytest tests -m "unit or integration or e2e"
+	@$(PY) -m pytest tests -m "unit or integration or e2e" --durations=30
 
 test-unit: venv ## unit tests only (no servers)
 	@$(PY) -m pytest tests -m unit
