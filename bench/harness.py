@@ -35,7 +35,10 @@ TOPIC, KEYSPACE, DATABASE = "random_user_data_bench", "random_user_keyspace_benc
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-# Which process is which, by its command line (first match wins).
+# Which process is which, by its command line (first match wins). The servers are shared;
+# the other roles count only the benchmark's own processes (its topic in their environment),
+# not a test suite's or another job's running beside it.
+SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)")
 ROLES: tuple[tuple[str, str], ...] = (
     ("kafka", "kafka.Kafka"),
     ("cassandra", "CassandraDaemon"),
@@ -46,6 +49,7 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("dashboard", "streamlit"),
     ("dashboard", "bench.dashboard_load"),
 )
+_OWN_ENV = f"KAFKA_TOPIC={TOPIC}".encode()
 
 
 def bench_env() -> dict[str, str]:
@@ -259,7 +263,20 @@ def _processes() -> Iterator[tuple[int, str, int, int]]:
         role = next((r for r, needle in ROLES if needle in cmdline), None)
         if role is None or "bench/" in cmdline:
             continue
+        if role not in SERVERS:
+            try:
+                own = _OWN_ENV in (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if not own:
+                continue
         yield int(entry.name), role, int(statm[1]) * PAGE, int(stat[11]) + int(stat[12])
+
+
+def _machine_busy_s() -> float:
+    """Seconds of CPU all cores spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICKS
 
 
 def java_heap_used(pid: int) -> int | None:
@@ -296,6 +313,8 @@ class Sampler:
 
     def __enter__(self) -> Sampler:
         self.started = time.monotonic()
+        self._busy_start = _machine_busy_s()
+        self._load: list[float] = []
         self._thread.start()
         return self
 
@@ -303,6 +322,7 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         self.ended = time.monotonic()
+        self._busy_end = _machine_busy_s()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -318,6 +338,7 @@ class Sampler:
             for role, rss in rss_by_role.items():
                 self.peak_rss[role] = max(self.peak_rss.get(role, 0), rss)
             self.total_peak_rss = max(self.total_peak_rss, sum(rss_by_role.values()))
+            self._load.append(os.getloadavg()[0])
             self._stop.wait(self.interval)
 
     def summary(self) -> dict[str, Any]:
@@ -337,6 +358,17 @@ class Sampler:
             },
             "total_peak_rss_mib": round(self.total_peak_rss / 2**20),
             "driver_peak_heap_used_mib": round(self.peak_driver_heap / 2**20),
+            # What else ran: all cores' busy time not spent by the roles above, and the load.
+            "machine_busy_pct_of_all_cores": round(
+                100 * (self._busy_end - self._busy_start) / wall / (os.cpu_count() or 1), 1
+            ),
+            "other_processes_cpu_s": round(
+                max(0.0, self._busy_end - self._busy_start - sum(cpu.values())), 1
+            ),
+            "load_average_1m": {
+                "mean": round(sum(self._load) / max(1, len(self._load)), 2),
+                "max": round(max(self._load, default=0.0), 2),
+            },
         }
 
 

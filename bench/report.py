@@ -78,12 +78,24 @@ def summary(e2e: dict[str, Any]) -> list[str]:
     return lines
 
 
+def machine_cell(footprint: dict[str, Any]) -> str:
+    """How busy the whole machine was, so a figure taken beside other work says so."""
+    if "machine_busy_pct_of_all_cores" not in footprint:
+        return "n/a"
+    load = footprint["load_average_1m"]
+    return (
+        f"{fmt(footprint['machine_busy_pct_of_all_cores'])} % / {fmt(load['mean'])} "
+        f"({fmt(footprint['other_processes_cpu_s'])} s)"
+    )
+
+
 def phases_table(e2e: dict[str, Any]) -> list[str]:
     lines = [
         "| phase | users produced | produced/s | in Cassandra | freshness p50 / p95 / p99 (s) "
         "| max lag (users) "
-        "| lag growth, 2nd half (users/s) | drained after stop | driver heap peak (MiB) | sustained |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| lag growth, 2nd half (users/s) | drained after stop | driver heap peak (MiB) | sustained "
+        "| machine busy / load (other processes' CPU) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, p in e2e["phases"].items():
         f = p["freshness"]["latency_s"]
@@ -93,7 +105,7 @@ def phases_table(e2e: dict[str, Any]) -> list[str]:
             f"{fmt(f['p50'])} / {fmt(f['p95'])} / {fmt(f['p99'])} | "
             f"{fmt(p['lag_users']['max'])} | {fmt(p['lag_users']['growth_second_half_users_s'])} | "
             f"{fmt(p['drain_after_stop_s'])} s | {fmt(p['footprint'].get('driver_peak_heap_used_mib'))} | "
-            f"{'yes' if sustained(p) else 'no'} |"
+            f"{'yes' if sustained(p) else 'no'} | {machine_cell(p['footprint'])} |"
         )
     r = e2e.get("recovery")
     if r:
