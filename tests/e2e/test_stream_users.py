@@ -604,22 +604,6 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     assert sorted((u["user_id"], u["country"], u["gender"], u["age"]) for u in silver) == sorted(
         (uid, u["location"]["country"], u["gender"], u["dob"]["age"]) for uid, u in valid.items()
     )
-    # Statistics: gold in Delta and its Cassandra projection equal a recomputation from the input.
-    country, gender, bands = (
-        expected_country_stats(users),
-        expected_gender_stats(users),
-        expected_age_band_stats(users),
-    )
-    country_columns = ("count_users", "sum_age", "avg_age", "male_count", "female_count")
-    lake = job.workdir / "lake"
-    for table, key, columns, want in (
-        ("country_stats", "country", country_columns, country),
-        ("gender_stats", "gender", ("count_users", "sum_age", "avg_age"), gender),
-        ("age_band_stats", "age_band", ("count_users",), bands),
-    ):
-        gold = delta_rows(lake / f"gold_{table}", key, *columns)
-        assert {g[key]: tuple(g[c] for c in columns) for g in gold} == want, f"gold_{table}, {kills}"
-        assert cassandra_table(cassandra_admin, ks, table, key, *columns) == want, f"{table}, {kills}"
     # quality_metrics: one row per lake batch that read records, each equal to its recomputation.
     want_quality = expected_quality_metrics(feed, lake_batches(job, topic, start))
     assert sum(q[2] for q in want_quality.values()) == len(feed.sent)
@@ -639,3 +623,22 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         for q in cassandra_admin.execute(f"SELECT * FROM {ks}.quality_metrics")
     }
     assert got_quality == want_quality
+    # Statistics: the three gold tables in Delta, then their Cassandra projections, equal a
+    # recomputation from the input (checked last, so a failure here says all the rest holds).
+    country, gender, bands = (
+        expected_country_stats(users),
+        expected_gender_stats(users),
+        expected_age_band_stats(users),
+    )
+    country_columns = ("count_users", "sum_age", "avg_age", "male_count", "female_count")
+    lake = job.workdir / "lake"
+    statistics = (
+        ("country_stats", "country", country_columns, country),
+        ("gender_stats", "gender", ("count_users", "sum_age", "avg_age"), gender),
+        ("age_band_stats", "age_band", ("count_users",), bands),
+    )
+    for table, key, columns, want in statistics:
+        gold = delta_rows(lake / f"gold_{table}", key, *columns)
+        assert {g[key]: tuple(g[c] for c in columns) for g in gold} == want, f"gold_{table}, {kills}"
+    for table, key, columns, want in statistics:
+        assert cassandra_table(cassandra_admin, ks, table, key, *columns) == want, f"{table}, {kills}"
