@@ -387,21 +387,6 @@ def span_filter(spans: list[Span]) -> Column:
     return condition
 
 
-def txn_committed(spark: SparkSession, path: str, app_id: str, version: int) -> bool:
-    """True when the Delta table at `path` has a transaction (app_id, >= version) in its log."""
-    jvm: Any = spark.sparkContext._jvm
-    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
-    if not delta_log.tableExists():
-        return False
-    snapshot = delta_log.update(
-        getattr(delta_log, "update$default$1")(),
-        getattr(delta_log, "update$default$2")(),
-        getattr(delta_log, "update$default$3")(),
-    )
-    seen = snapshot.transactions().get(app_id)
-    return bool(seen.isDefined()) and int(seen.get()) >= version
-
-
 def register_txn(spark: SparkSession, path: str, app_id: str, version: int) -> None:
     """Record (app_id, version) as done in the table: a later write under it is skipped."""
     schema = sinks.read_delta(spark, path).schema
@@ -653,7 +638,7 @@ class _Split:
         if not self.lake:
             return
         app_id, part_id = self.ids(part)
-        if txn_committed(self.spark, self.job.table("silver_users"), app_id, part_id):
+        if sinks.txn_committed(self.spark, self.job.table("silver_users"), app_id, part_id):
             state = self.ledger.state
             assert state is not None
             summary = (
@@ -674,7 +659,7 @@ class _Split:
         # What the failed part appended is not appended again by its halves.
         for table in ("bronze", "quarantine"):
             path = self.job.table(table)
-            if txn_committed(self.spark, path, app_id, part_id):
+            if sinks.txn_committed(self.spark, path, app_id, part_id):
                 for child in children:
                     self._register(table, path, *self.ids(child))
 

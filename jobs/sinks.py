@@ -341,6 +341,21 @@ def delta_version(spark: SparkSession, path: str) -> int:
     return int(row[0])
 
 
+def txn_committed(spark: SparkSession, path: str, app_id: str, version: int) -> bool:
+    """True when the Delta table at `path` has a transaction (app_id, >= version) in its log."""
+    jvm: Any = spark.sparkContext._jvm
+    delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    if not delta_log.tableExists():
+        return False
+    snapshot = delta_log.update(
+        getattr(delta_log, "update$default$1")(),
+        getattr(delta_log, "update$default$2")(),
+        getattr(delta_log, "update$default$3")(),
+    )
+    seen = snapshot.transactions().get(app_id)
+    return bool(seen.isDefined()) and int(seen.get()) >= version
+
+
 class CachedDeltaTable:
     """A small Delta table kept by the driver between micro-batches, re-read only when it changed.
 
@@ -355,6 +370,9 @@ class CachedDeltaTable:
         self.collect = collect
         self._version: int | None = None
         self._df: DataFrame | None = None
+        # True when the last get() read the table (a version this process did not put).
+        self.reloaded = False
+        self.tag: int | None = None
 
     def _log(self) -> tuple[Any, Any]:
         jvm = self.spark.sparkContext._jvm
@@ -386,17 +404,20 @@ class CachedDeltaTable:
 
     def get(self) -> DataFrame | None:
         version = self.latest_version()
+        self.reloaded = False
         if version is None:
             self._version, self._df = None, None
             return None
         if version != self._version or self._df is None:
             df = read_delta(self.spark, self.path, version)
             self._df = self.spark.createDataFrame(df.collect(), df.schema) if self.collect else df
-            self._version = version
+            self._version, self.tag = version, None
+            self.reloaded = True
         return self._df
 
-    def put(self, rows: list[Row], schema: StructType) -> None:
-        """After this process committed `rows` as the table's next version: keep them.
+    def put(self, rows: list[Row], schema: StructType, tag: int | None = None) -> None:
+        """After this process committed `rows` as the table's next version: keep them, with
+        `tag` (e.g. the batch that wrote them: `tag` says which batch the kept rows are).
 
         If anything else committed meanwhile (or the write was skipped as already done),
         forget them: the next get() reads the table.
@@ -404,9 +425,9 @@ class CachedDeltaTable:
         before = self._version
         version = self.latest_version()
         if before is not None and version == before + 1:
-            self._df, self._version = self.spark.createDataFrame(rows, schema), version
+            self._df, self._version, self.tag = self.spark.createDataFrame(rows, schema), version, tag
         else:
-            self._df = None
+            self._df, self.tag = None, None
 
 
 # --- MongoDB ------------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""Micro-batches at their edges, through the job's processors, on the real stack.
+
+- A batch without records (Spark runs one when a query starts at `latest`) goes through
+  both paths and writes nothing. Its quality_metrics row had no day (the partition key):
+  the Cassandra write failed, was retried without end, and the lake never passed batch 0.
+- A lake batch run again after its gold overwrite committed (a retry of the gold lane, or
+  the batch rerun after a crash) projects the very same statistics: adding its increment to
+  a gold that already held it counted the batch twice in Cassandra.
+
+The processors write to a keyspace of this module alone (made by the project's own DDL) and
+a lake in tmp_path, with the session's Spark given the job's connector settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from pyspark.sql import SparkSession
+
+from common.settings import Settings
+from jobs import pipeline, sinks
+from jobs import settings as job_settings
+from jobs.settings import JobSettings
+from ops import cassandra_setup
+from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
+
+T = TypeVar("T")
+APP = "test-pipeline-batches"
+KEYSPACE = "random_user_keyspace_batches_test"
+STATS = ("country_stats", "gender_stats", "age_band_stats")
+
+
+def _once(name: str, action: Callable[[], T], **_: object) -> T:
+    return action()
+
+
+@pytest.fixture
+def job(
+    spark: SparkSession, stack: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[JobSettings]:
+    """The job's settings on a private keyspace and lake; every write must succeed at its first
+    attempt (the job would retry a failing one forever)."""
+    monkeypatch.setattr(sinks, "with_retries", _once)
+    c = stack.cassandra
+    with cassandra_setup.session(c, c.admin) as admin:
+        for statement in cassandra_setup.ddl_statements(KEYSPACE, c.replication_cql):
+            admin.execute(statement)
+        for permission in ("MODIFY", "SELECT"):
+            admin.execute(f"GRANT {permission} ON KEYSPACE {KEYSPACE} TO {c.writer.user}")
+        for table in ("quality_metrics", *STATS):
+            admin.execute(f"TRUNCATE {KEYSPACE}.{table}")
+    common = dataclasses.replace(stack, cassandra=dataclasses.replace(c, keyspace=KEYSPACE))
+    settings = dataclasses.replace(job_settings.from_settings(common), lake_dir=tmp_path / "lake")
+    # The job's connector settings (sinks.spark_session) on the shared session, for this test.
+    conf = sinks.cassandra_conf(stack, c.writer)
+    conf["spark.mongodb.write.connection.uri"] = stack.mongo.uri(stack.mongo.writer, jvm=True)
+    previous = {key: spark.conf.get(key, None) for key in conf}
+    for key, value in conf.items():
+        spark.conf.set(key, value)
+    try:
+        yield settings
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _rows(stack: Settings, query: str) -> list[tuple[Any, ...]]:
+    with cassandra_setup.session(stack.cassandra, stack.cassandra.admin, KEYSPACE) as session:
+        return sorted(tuple(r) for r in session.execute(query))
+
+
+def _stats(stack: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: _rows(stack, f"SELECT * FROM {table}") for table in STATS}
+
+
+def test_an_empty_batch_passes_both_paths_and_writes_no_quality_row(
+    spark: SparkSession, stack: Settings, job: JobSettings
+) -> None:
+    empty = bronze_df(spark, [])
+    pseudonym = job.common.pseudonym
+    rows = pipeline.serving_rows(empty, pseudonym.key, pseudonym.key_version, dt.datetime.now(dt.UTC))
+    pipeline.ServingProcessor(spark, job, APP).process(rows, 0)
+    report = pipeline.LakeProcessor(spark, job, APP).process(empty, 0)
+    assert (report.records_in, report.users_in, report.new_users) == (0, 0, 0)
+    assert _rows(stack, "SELECT batch_id FROM quality_metrics") == []
+
+
+def test_a_lake_batch_run_again_after_its_gold_committed_projects_the_same_statistics(
+    spark: SparkSession, stack: Settings, job: JobSettings, fixtures_dir: Path
+) -> None:
+    _, first = load_users(fixtures_dir, "nat-FR.json")
+    _, second = load_users(fixtures_dir, "nat-BR.json")
+    raw = [
+        bronze_df(spark, [bronze_row(encode(envelope(users, batch_id=f"b-{n}", seq=n)), n)])
+        for n, users in enumerate((first, second))
+    ]
+    lake = pipeline.LakeProcessor(spark, job, APP)
+    lake.process(raw[0], 0)  # the first batch: gold from all of silver
+    report = lake.process(raw[1], 1)  # then incremental: previous gold + the batch's new users
+    assert report.new_users == len(second)
+    after = _stats(stack)
+    everyone = first + second
+    countries = dict(_rows(stack, "SELECT country, count_users FROM country_stats"))
+    genders = dict(_rows(stack, "SELECT gender, count_users FROM gender_stats"))
+    assert countries == Counter(u["location"]["country"] for u in everyone)
+    assert genders == Counter(u["gender"] for u in everyone)
+
+    # The gold lane retried in the same process after its overwrite committed...
+    lake.update_gold(
+        1, dt.datetime.now(dt.UTC), lake.new_users(1).select("user_id", "country", "gender", "age")
+    )
+    assert _stats(stack) == after
+    # ...and the whole batch run again by a restarted job (nothing kept in memory).
+    pipeline.LakeProcessor(spark, job, APP).process(raw[1], 1)
+    assert _stats(stack) == after
