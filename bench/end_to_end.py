@@ -49,6 +49,9 @@ from bench.harness import (
     sustained,
     write_result,
 )
+from ingest import settings as ingest_settings
+from ingest.envelope import make_batch, messages
+from ingest.generator import LocalGenerator
 from ops import lag as job_lag
 from ops.cassandra_setup import build_cluster
 
@@ -167,6 +170,17 @@ def wait_caught_up(probe: Probe, timeout: float, what: str, threshold: int = 0) 
     return None
 
 
+def users_per_record(results: int) -> float:
+    """Users per Kafka record when the producer sends responses of `results` users: a response
+    above PRODUCER_MAX_REQUEST_SIZE is split into parts (a 5,000-user one into ~1 MB records),
+    so lag and production counted in records are converted with this, not with `results`."""
+    producer = ingest_settings.parse([], bench_env())
+    batch = make_batch(
+        LocalGenerator(seed="bench-split").document(results), "local", "bench", 0, dt.datetime.now(UTC)
+    )
+    return results / len(messages(batch, producer.max_request_size))
+
+
 def run_phase(
     name: str,
     probe: Probe,
@@ -174,7 +188,7 @@ def run_phase(
     workdir: Path,
     producer_args: list[str],
     seconds: float,
-    users_per_message: int,
+    users_per_message: float,
     rate: float,
     drain_timeout: float,
 ) -> dict[str, Any]:
@@ -190,9 +204,9 @@ def run_phase(
             while (elapsed := time.monotonic() - t0) < seconds:
                 lag = probe.lag_messages()
                 if lag is not None:
-                    lags.append((elapsed, lag * users_per_message))
+                    lags.append((elapsed, round(lag * users_per_message)))
                 if elapsed - last_print >= 15:
-                    produced = (probe.end_offsets() - offsets_before) * users_per_message
+                    produced = round((probe.end_offsets() - offsets_before) * users_per_message)
                     say(
                         name,
                         f"{elapsed:5.0f}s  produced {produced:>9,} users  "
@@ -203,7 +217,7 @@ def run_phase(
         finally:
             stop(producer)
         end = dt.datetime.now(UTC).replace(tzinfo=None)
-        produced = (probe.end_offsets() - offsets_before) * users_per_message
+        produced = round((probe.end_offsets() - offsets_before) * users_per_message)
         drain_s = wait_caught_up(probe, drain_timeout, name)
     lag_at_stop = lags[-1][1] if lags else 0
     second_half = [p for p in lags if p[0] >= seconds / 2]
@@ -393,7 +407,7 @@ def main() -> int:
                 workdir,
                 ["--rate", str(args.big_rate), "--results", "5000"],
                 args.seconds,
-                5000,
+                users_per_record(5000),
                 args.big_rate,
                 args.drain_timeout,
             )
