@@ -63,7 +63,8 @@ from ops import alerts
 log = logging.getLogger(__name__)
 
 REASON = "processing_failed"
-# A part's batch id: N * PART_BASE + its place in the halving tree (depth < 30).
+# A part's batch id: (N + 1) * PART_BASE + its place in the halving tree (depth < 30): never
+# a batch id of the query itself (below PART_BASE), also for the parts of batch 0.
 PART_BASE = 10**9
 DONE, SPLIT, QUARANTINED = "done", "split", "quarantined"
 CRASHED = "the process ended during the attempt (e.g. a JVM OutOfMemoryError)"
@@ -168,7 +169,7 @@ def part_batch_id(batch_id: int, part: int) -> int:
     """The batch id a part is processed under (its Delta txn version, its quality_metrics key)."""
     if not 1 < part < PART_BASE:
         raise ValueError(f"part {part} is outside 2..{PART_BASE - 1}")
-    return batch_id * PART_BASE + part
+    return (batch_id + 1) * PART_BASE + part
 
 
 def part_app_id(app_id: str, batch_id: int, part: int) -> str:

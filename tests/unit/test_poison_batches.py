@@ -50,7 +50,8 @@ def test_a_part_is_halved_by_partition_first_then_by_offset() -> None:
     assert children is not None
     assert [(c.number, c.spans) for c in children] == [(2, spans[:1]), (3, spans[1:])]
     assert not whole.single and pb.Part(9, [pb.Span(T, 1, 10, 11)]).single
-    assert pb.part_batch_id(7, 5) == 7_000_000_005
+    assert pb.part_batch_id(7, 5) == 8_000_000_005
+    assert pb.part_batch_id(0, 2) == 1_000_000_002  # not mistaken for the query's batch 2
     assert pb.part_app_id("lake-x", 7, 5) == "lake-x/batch-7/part-5"
     with pytest.raises(ValueError, match="outside"):
         pb.part_batch_id(7, 1)
