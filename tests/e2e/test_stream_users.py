@@ -30,6 +30,7 @@ from kafka import KafkaProducer
 from common.settings import Settings
 from tests.e2e.conftest import JobRunner, end_offsets, job_log, offsets_json, produce, wait_for
 from tests.e2e.private_namespace import create_empty
+from tests.expectations import age_band
 from tests.unit.bronze_rows import encode, envelope, load_users
 
 FETCHED = "2026-11-27 23:40:00.123000"
@@ -290,20 +291,6 @@ class Feed:
                 out[f"{where}-message"] = ["unparseable_json"]
             out.update({f"{where}-{position}": ["malformed_uuid"] for position in r.malformed})
         return out
-
-
-def age_band(age: int) -> str:
-    for upper, band in (
-        (17, "0-17"),
-        (24, "18-24"),
-        (34, "25-34"),
-        (44, "35-44"),
-        (54, "45-54"),
-        (64, "55-64"),
-    ):
-        if age <= upper:
-            return band
-    return "65+"
 
 
 def expected_gender_stats(users: list[dict[str, Any]]) -> dict[str, tuple[int, int, float]]:

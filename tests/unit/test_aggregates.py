@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import aggregates, projections, quality, transform
+from tests.expectations import age_band as expected_band
 from tests.unit.bronze_rows import KEY, PROCESSED, PROCESSED_UTC, fixture_bronze
 from tests.unit.test_transform import expected_enriched
 
@@ -96,20 +97,7 @@ def test_gold_aggregates_of_the_fixtures(fixture_data: tuple[DataFrame, list[dic
         for k, g in sorted(by_gender.items())
     ]
 
-    def band(age: int) -> str:
-        for upper, label in (
-            (17, "0-17"),
-            (24, "18-24"),
-            (34, "25-34"),
-            (44, "35-44"),
-            (54, "45-54"),
-            (64, "55-64"),
-        ):
-            if age <= upper:
-                return label
-        return "65+"
-
-    bands = collections.Counter(band(u["age"]) for u in users)
+    bands = collections.Counter(expected_band(u["age"]) for u in users)
     expected_bands = [
         {"age_band": b, "count_users": n, "last_update": LAST_UPDATE_UTC} for b, n in sorted(bands.items())
     ]
