@@ -28,6 +28,8 @@ UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 # One '@', something before it, a dotted domain after it, no spaces: what a mail can reach.
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
 MIN_AGE, MAX_AGE = 0, 120
+# No text of a user may be longer than this (characters).
+MAX_FIELD_CHARS = 1_000
 # The API's `gender` values (its `gender` parameter takes the same two).
 GENDERS: tuple[str, ...] = ("male", "female")
 # The fields whose share of present values is reported per batch.
@@ -137,6 +139,13 @@ def _batch_key() -> Column:
     return F.when(_is_user() & _valid_uuid(), _uuid())
 
 
+def _oversized_field() -> Column:
+    # The API's longest texts are ~64 characters (a SHA-256 in hex); a country or a gender is
+    # also a key of the statistics tables (Cassandra refuses keys over 64 KB, failing a batch).
+    too_long = [F.length(F.col(f"user.{path}")) > MAX_FIELD_CHARS for path in USER_STRING_FIELDS]
+    return _is_user() & F.coalesce(reduce(operator.or_, too_long), F.lit(False))
+
+
 def _duplicate_uuid_in_batch() -> Column:
     key = F.col(BATCH_KEY)
     first_index = F.min(F.when(key.isNotNull(), F.col("user_index"))).over(
@@ -171,6 +180,11 @@ _RULES: tuple[_Rule, ...] = (
         "wrong_type",
         "a field the API sends as a string or number holds a JSON object or array",
         _wrong_type,
+    ),
+    _Rule(
+        "oversized_field",
+        f"a text field is longer than {MAX_FIELD_CHARS} characters (the API's are under 100)",
+        _oversized_field,
     ),
     _Rule("missing_uuid", "login.uuid is missing or blank", lambda: _is_user() & _blank(_uuid())),
     _Rule(

@@ -37,6 +37,7 @@ REASONS = (
     "missing_results",
     "invalid_meta",
     "wrong_type",
+    "oversized_field",
     "missing_uuid",
     "malformed_uuid",
     "missing_name",

@@ -221,6 +221,23 @@ def test_json_of_the_wrong_shape(spark: SparkSession, fixtures_dir: Path) -> Non
     ]
 
 
+def test_oversized_texts(spark: SparkSession, fixtures_dir: Path) -> None:
+    """A text over 1,000 characters is quarantined (a 70,000-character country would break the
+    statistics' Cassandra key); 1,000 characters, or a long real value, pass."""
+    u = [copy.deepcopy(x) for x in _pool(fixtures_dir)[:4]]
+    u[0]["location"]["country"] = "X" * 70_000
+    u[1]["location"]["timezone"]["description"] = "y" * 1_001
+    u[2]["location"]["city"] = "z" * 1_000
+    u[3]["name"]["last"] = "Wolfeschlegelsteinhausenbergerdorff-Müller"
+    checked = _checked(spark, [encode(envelope(u, batch_id="b-long"))])
+    assert _reasons(checked) == [
+        (0, 0, ["oversized_field"]),
+        (0, 1, ["oversized_field"]),
+        (0, 2, []),
+        (0, 3, []),
+    ]
+
+
 def test_gender_and_names(spark: SparkSession, fixtures_dir: Path) -> None:
     u = [copy.deepcopy(x) for x in _pool(fixtures_dir)[:10]]
     u[0]["gender"] = "M"
