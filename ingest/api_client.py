@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from datetime import UTC
 from typing import Any
 
 import requests
+import tenacity
 
 log = logging.getLogger(__name__)
 
@@ -107,22 +107,37 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - current)
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+class Backoff(tenacity.wait.wait_base):
+    """Exponential backoff with full jitter, a tenacity wait strategy.
 
-    base_s: float
-    max_s: float
-    rng: random.Random
+    The n-th failure in a row waits uniform(base/10, min(cap, base * 2**(n-1))) seconds
+    (tenacity's wait_random_exponential; at least a tenth of the base: never a tight
+    loop). A Retry-After the service sent (FetchError.retry_after_s) wins, even past the cap.
+    """
+
+    def __init__(self, base_s: float, max_s: float) -> None:
+        self.base_s = base_s
+        self.max_s = max_s
+        self._jitter = tenacity.wait_random_exponential(multiplier=base_s, max=max_s, min=base_s / 10)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        return self._obey(exc.retry_after_s if isinstance(exc, FetchError) else None, retry_state)
 
     def delay(self, attempt: int, retry_after_s: float | None = None) -> float:
-        ceiling = min(self.max_s, self.base_s * (2 ** min(attempt, 32)))
-        # Never a tight loop: at least a tenth of the base delay, even with jitter.
-        jittered = max(self.base_s / 10, self.rng.uniform(0, ceiling))
-        if retry_after_s is not None:
-            # The service said how long; it may exceed our cap, and we obey it.
-            return max(retry_after_s, jittered)
-        return jittered
+        """The wait after failure `attempt` (0 = the first) outside a tenacity loop: the
+        publisher's pump, which must never block (docs/PRODUCER.md)."""
+        state = tenacity.RetryCallState(_NO_LOOP, fn=None, args=(), kwargs={})
+        state.attempt_number = attempt + 1
+        return self._obey(retry_after_s, state)
+
+    def _obey(self, retry_after_s: float | None, retry_state: tenacity.RetryCallState) -> float:
+        jittered = self._jitter(retry_state)
+        # The service said how long; it may exceed our cap, and we obey it.
+        return jittered if retry_after_s is None else max(retry_after_s, jittered)
+
+
+_NO_LOOP = tenacity.Retrying()
 
 
 class ApiClient:
@@ -179,6 +194,10 @@ class ApiClient:
         return Response(document=document, latency_s=latency, size_bytes=len(body))
 
 
+class _Stopping(Exception):
+    """The producer is stopping while it waits for the next attempt."""
+
+
 def fetch_with_retries(
     client: ApiClient,
     backoff: Backoff,
@@ -188,18 +207,30 @@ def fetch_with_retries(
 ) -> Response | None:
     """Fetch until a valid response; None if `wait` says stop or `give_up` says so.
 
-    `wait(seconds)` returns True when the producer is stopping (it keeps the
-    publisher pumping meanwhile); `on_failure(error, delay)` logs and counts.
+    tenacity retries every FetchError without end (other errors are bugs: raised) with
+    `backoff`; `wait(seconds)` sleeps and returns True when the producer is stopping (it
+    keeps the publisher pumping meanwhile); `on_failure(error, delay)` logs and counts.
     """
-    attempt = 0
-    while True:
-        try:
-            return client.fetch()
-        except FetchError as exc:
-            if give_up(exc):
-                return None
-            delay = backoff.delay(attempt, exc.retry_after_s)
-            on_failure(exc, delay)
-            attempt += 1
-            if wait(delay):
-                return None
+
+    def sleep(seconds: float) -> None:
+        if wait(seconds):
+            raise _Stopping
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        assert state.outcome is not None
+        exc = state.outcome.exception()
+        assert isinstance(exc, FetchError)
+        on_failure(exc, state.upcoming_sleep)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: isinstance(exc, FetchError) and not give_up(exc)),
+        wait=backoff,
+        stop=tenacity.stop_never,
+        before_sleep=before_sleep,
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(client.fetch)
+    except (_Stopping, FetchError):  # a FetchError that is not retried: give_up said so
+        return None

@@ -10,7 +10,6 @@ publisher's memory bound is its back-pressure.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from datetime import UTC, datetime
@@ -61,15 +60,14 @@ class Runner:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.metrics = metrics or ProducerMetrics()
-        # Jitter only: no secret depends on it.
-        self.backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s, random.Random())  # noqa: S311
+        self.backoff = Backoff(settings.backoff_base_s, settings.backoff_max_s)
         self.sequence = SequenceCounter(settings.spool_dir, settings.producer_id)
         self.publisher = publisher or Publisher(
             kafka_config(settings, kafka),
             kafka.topic,
             Spool(settings.spool_dir, settings.producer_id),
             self.metrics,
-            Backoff(settings.backoff_base_s, settings.backoff_max_s, random.Random()),  # noqa: S311
+            Backoff(settings.backoff_base_s, settings.backoff_max_s),
             memory_bound=settings.memory_bound,
             max_request_size=settings.max_request_size,
         )

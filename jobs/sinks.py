@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tenacity
 from bson.int64 import Int64
 from delta.tables import DeltaTable
 from pymongo import MongoClient
@@ -169,6 +170,21 @@ def exit_on_stall(name: str, seconds: float) -> None:
     os._exit(STALL_EXIT_CODE)
 
 
+@contextmanager
+def stall_guard(name: str, timeout: float | None, on_stall: Callable[[str, float], None]) -> Iterator[None]:
+    """Call `on_stall(name, timeout)` if the block neither returns nor fails within `timeout` s."""
+    if not timeout:
+        yield
+        return
+    timer = threading.Timer(timeout, on_stall, (name, timeout))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def with_retries(
     name: str,
     action: Callable[[], T],
@@ -182,7 +198,9 @@ def with_retries(
 ) -> T:
     """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data.
 
-    A failing attempt is retried with backoff; an attempt that neither fails nor returns
+    A failing attempt is retried by tenacity, without end, after base_delay, 2x, 4x, ...
+    capped at max_delay (no jitter: the job is the servers' one writer, waiting for them to
+    come back, not contending with other clients); an attempt that neither fails nor returns
     within `stall_timeout` seconds calls `on_stall` (by default: exit for a restart).
     With a failure probe (`failure_probe`, else the one the job installed: see
     install_failure_probe), a write that fails the same way FailureProbe.after times in a
@@ -193,27 +211,36 @@ def with_retries(
     probe = failure_probe or _installed.get("probe")
     if probe is not None:
         probe = probe.fresh()
-    attempt = 0
-    while True:
-        timer = None
-        if stall_timeout:
-            timer = threading.Timer(stall_timeout, on_stall, (name, stall_timeout))
-            timer.daemon = True
-            timer.start()
-        try:
+
+    def retry(exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit: not a failed write
+        # After identical failures with the servers up the data is at fault: to the batch.
+        return probe is None or not probe.gives_up(name, exc)
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "sink %s failed (attempt %d), retrying in %.0fs: %s",
+            name,
+            state.attempt_number,
+            state.upcoming_sleep,
+            one_line(exc) if exc is not None else "?",
+        )
+
+    def attempt() -> T:
+        with stall_guard(name, stall_timeout, on_stall):
             return action()
-        except Exception as exc:
-            attempt += 1
-            if probe is not None:
-                probe.check(name, exc)  # raises when the servers are up: the data is at fault
-            delay = min(max_delay, base_delay * 2 ** (attempt - 1))
-            log.warning(
-                "sink %s failed (attempt %d), retrying in %.0fs: %s", name, attempt, delay, one_line(exc)
-            )
-            sleep(delay)
-        finally:
-            if timer is not None:
-                timer.cancel()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retry),
+        wait=tenacity.wait_exponential(multiplier=base_delay, max=max_delay),
+        stop=tenacity.stop_never,
+        before_sleep=log_retry,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(attempt)
 
 
 # --- Kafka --------------------------------------------------------------------------------
@@ -585,13 +612,13 @@ class FailureProbe:
     def fresh(self) -> FailureProbe:
         return FailureProbe(self.servers_up, self.after)
 
-    def check(self, name: str, exc: BaseException) -> None:
-        """Raise `exc` when it is the after-th identical failure in a row and the servers are up."""
+    def gives_up(self, name: str, exc: BaseException) -> bool:
+        """True when `exc` is the after-th identical failure in a row and the servers are up."""
         signature = error_signature(exc)
         self._same = self._same + 1 if signature == self._last else 1
         self._last = signature
         if self._same < self.after:
-            return
+            return False
         self._same = 0  # probe again after as many more
         if self.servers_up():
             log.error(
@@ -601,8 +628,9 @@ class FailureProbe:
                 self.after,
                 error_line(exc),
             )
-            raise exc
+            return True
         log.warning("sink %s: a server is down, retrying without end: %s", name, error_line(exc))
+        return False
 
 
 _installed: dict[str, FailureProbe] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest import api_client as api
-from ingest.api_client import Backoff, FetchError, retry_after_seconds, validate
+from ingest.api_client import Backoff, FetchError, Response, fetch_with_retries, retry_after_seconds, validate
 
 
 def test_every_fixture_response_is_valid(fixtures_dir: Path) -> None:
@@ -74,7 +73,7 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 
 
 def test_backoff_is_jittered_capped_and_never_zero() -> None:
-    backoff = Backoff(base_s=1.0, max_s=60.0, rng=random.Random(7))
+    backoff = Backoff(base_s=1.0, max_s=60.0)
     delays = [backoff.delay(attempt) for attempt in range(40) for _ in range(50)]
     assert min(delays) >= 0.1
     assert max(delays) <= 60.0
@@ -84,8 +83,63 @@ def test_backoff_is_jittered_capped_and_never_zero() -> None:
 
 
 def test_rate_limit_waits_as_long_as_the_service_asks() -> None:
-    backoff = Backoff(base_s=1.0, max_s=60.0, rng=random.Random(7))
+    backoff = Backoff(base_s=1.0, max_s=60.0)
     assert backoff.delay(0, retry_after_s=300.0) == 300.0
+
+
+class _Flaky:
+    """An ApiClient stand-in: raises its errors in turn, then answers."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def fetch(self) -> Response:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return Response(document={"results": [{}]}, latency_s=0.0, size_bytes=2)
+
+
+def test_fetch_retries_every_rejection_with_the_backoff_until_a_response() -> None:
+    client = _Flaky(FetchError(api.TIMEOUT, "x"), FetchError(api.RATE_LIMITED, "y", retry_after_s=90.0))
+    failures: list[tuple[str, float]] = []
+    waited: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waited.append(seconds)
+        return False  # not stopping
+
+    response = fetch_with_retries(
+        client,  # type: ignore[arg-type]
+        Backoff(base_s=1.0, max_s=60.0),
+        wait=wait,
+        on_failure=lambda exc, delay: failures.append((exc.reason, delay)),
+    )
+    assert response is not None and client.calls == 3
+    assert [r for r, _ in failures] == [api.TIMEOUT, api.RATE_LIMITED]
+    assert 0.1 <= failures[0][1] <= 1.0 and failures[1][1] == 90.0  # Retry-After obeyed
+    assert waited == [d for _, d in failures]
+
+
+def test_fetch_returns_none_when_stopping_or_giving_up_and_raises_a_bug() -> None:
+    backoff = Backoff(base_s=1.0, max_s=60.0)
+    stopping = _Flaky(FetchError(api.HTTP_5XX, "x"), FetchError(api.HTTP_5XX, "x"))
+    assert fetch_with_retries(stopping, backoff, lambda _s: True, lambda e, d: None) is None  # type: ignore[arg-type]
+    assert stopping.calls == 1
+    unanswered = _Flaky(FetchError(api.CONNECTION, "refused"))
+    assert (
+        fetch_with_retries(
+            unanswered,  # type: ignore[arg-type]
+            backoff,
+            lambda _s: False,
+            lambda e, d: pytest.fail("a given-up error is no retry"),
+            give_up=lambda e: e.unanswered,
+        )
+        is None
+    )
+    with pytest.raises(KeyError):
+        fetch_with_retries(_Flaky(KeyError("bug")), backoff, lambda _s: False, lambda e, d: None)  # type: ignore[arg-type]
 
 
 def test_auto_switch_only_when_the_service_does_not_answer() -> None:
