@@ -8,6 +8,7 @@ Invalid values fail at start-up with one line naming the variable.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,6 +367,56 @@ def from_mapping(env: Mapping[str, str], root: Path = envfile.PROJECT_ROOT) -> S
     pseudonym = PseudonymSettings(key=key, key_version=env_int(env, "PSEUDONYM_KEY_VERSION", 1, 10_000))
     return Settings(
         env=dict(env), stack=stack, kafka=kafka, cassandra=cassandra, mongo=mongo, pseudonym=pseudonym
+    )
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Prometheus and the JMX exporter agents (scripts/stack/prometheus.sh, ops/prometheus.py).
+
+    Every metrics endpoint binds 127.0.0.1, whatever STACK_BIND_HOST says: none of them asks
+    for a password. A port of 0 turns that JMX exporter agent off.
+    """
+
+    enabled: bool  # PROMETHEUS_ENABLED: `make up`/`make demo` also start Prometheus
+    port: int  # PROMETHEUS_PORT
+    scrape_interval_s: int  # PROMETHEUS_SCRAPE_INTERVAL_S (also the rule evaluation interval)
+    retention_time: str  # PROMETHEUS_RETENTION_TIME, e.g. 2d
+    retention_size: str  # PROMETHEUS_RETENTION_SIZE, e.g. 512MB
+    memory_limit: str  # PROMETHEUS_MEMORY_LIMIT: Go's GOMEMLIMIT, e.g. 256MiB
+    kafka_exporter_port: int  # KAFKA_JMX_EXPORTER_PORT
+    cassandra_exporter_port: int  # CASSANDRA_JMX_EXPORTER_PORT
+    ferretdb_debug_port: int  # FERRETDB_DEBUG_PORT: FerretDB's /debug/metrics
+    producer_port: int  # PRODUCER_METRICS_PORT
+    spark_ui_port: int  # SPARK_UI_PORT: the driver's /metrics/prometheus
+
+
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
+_SIZE = re.compile(r"^[0-9]+(B|KB|MB|GB|TB)$")
+_GO_MEMORY = re.compile(r"^[0-9]+(B|KiB|MiB|GiB|TiB)$")
+
+
+def monitoring_settings(env: Mapping[str, str]) -> MonitoringSettings:
+    """The monitoring settings, defaults as in .env.example (a bad value names its variable)."""
+
+    def matching(key: str, pattern: re.Pattern[str], default: str, example: str) -> str:
+        value = (env.get(key) or default).strip()
+        if not pattern.match(value):
+            raise SettingsError(f"{key}={value!r} is not like {example}")
+        return value
+
+    return MonitoringSettings(
+        enabled=env_bool(env, "PROMETHEUS_ENABLED", False),
+        port=env_int(env, "PROMETHEUS_PORT", 1, 65535, 9090),
+        scrape_interval_s=env_int(env, "PROMETHEUS_SCRAPE_INTERVAL_S", 1, 3600, 15),
+        retention_time=matching("PROMETHEUS_RETENTION_TIME", _DURATION, "2d", "2d or 12h"),
+        retention_size=matching("PROMETHEUS_RETENTION_SIZE", _SIZE, "512MB", "512MB"),
+        memory_limit=matching("PROMETHEUS_MEMORY_LIMIT", _GO_MEMORY, "256MiB", "256MiB"),
+        kafka_exporter_port=env_int(env, "KAFKA_JMX_EXPORTER_PORT", 0, 65535, 9404),
+        cassandra_exporter_port=env_int(env, "CASSANDRA_JMX_EXPORTER_PORT", 0, 65535, 9405),
+        ferretdb_debug_port=env_int(env, "FERRETDB_DEBUG_PORT", 1, 65535, 8088),
+        producer_port=env_int(env, "PRODUCER_METRICS_PORT", 0, 65535, 9108),
+        spark_ui_port=env_int(env, "SPARK_UI_PORT", 1, 65535, 4040),
     )
 
 
