@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv browser insights bench bench-insights up down status servers monitor reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser insights bench bench-insights up down status servers monitor monitoring reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ venv: $(STAMP) ## install the Python dependencies into .venv
 up: venv ## install what is missing and start Kafka, Cassandra and FerretDB (TLS=0|1: client TLS off/on, default on)
 	@$(if $(TLS),STACK_TLS=$(TLS) )scripts/stack.sh up
 
-down: ## stop the servers gracefully (data kept)
+down: ## stop the servers (and Prometheus) gracefully (data kept)
 	@scripts/stack.sh down
 
 status: venv ## the whole pipeline: servers, job, producer, freshness, lag (exit 1 when down or stale; --json: python -m ops.status --json)
@@ -38,6 +38,9 @@ servers: ## the servers only: up/down, version, address, data size
 
 monitor: venv ## evaluate the alert rules continuously (log, webhook, e-mail)
 	@$(PY) -m ops.monitor
+
+monitoring: venv ## the stack plus Prometheus on 127.0.0.1:9090 (built once from the Go module proxy), scraping every part; prints its URL
+	@PROMETHEUS_ENABLED=true scripts/stack.sh up && scripts/stack.sh status prometheus
 
 reset: ## wipe all data of the local stack (asks first unless FORCE=1)
 	@scripts/stack.sh reset
@@ -79,5 +82,5 @@ bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings 
 bench-insights: up ## every insight analysis at 100k and 1M users (~25 min) -> bench/results/insights.json
 	@set -o pipefail; scripts/spark-submit.sh bench/insights.py $(INSIGHTS_ARGS) 2>&1 | grep --line-buffered -E '^\[bench|Error|Exception'
 
-demo: up ## the whole pipeline with the dashboard on the local stack
+demo: up ## the whole pipeline with the dashboard on the local stack (and Prometheus with PROMETHEUS_ENABLED=true)
 	@scripts/demo.sh

@@ -90,6 +90,10 @@ if want monitor; then
   pids+=($!)
 fi
 
+# Prometheus runs when `make up` started it (PROMETHEUS_ENABLED=true) or `make monitoring` did.
+if is_running prometheus; then
+  say demo "Prometheus scrapes the producer, the job, Kafka, Cassandra and FerretDB: http://127.0.0.1:${PROMETHEUS_PORT:-9090}/api/v1/targets"
+fi
 say demo "running; Ctrl-C stops it. Logs: tail -f $LOG_DIR/{producer,job}.log; state: make status"
 # Follow the job's per-batch lines while everything runs.
 touch "$LOG_DIR/job.log" "$LOG_DIR/producer.log"

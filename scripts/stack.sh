@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The local stack: Kafka (KRaft), Cassandra 5 and FerretDB, installed from the
-# registries into .stack/, started on 127.0.0.1, checked with real requests.
+# registries into .stack/, started on 127.0.0.1, checked with real requests; and Prometheus
+# (scripts/stack/prometheus.sh) when PROMETHEUS_ENABLED=true or when named (`make monitoring`).
 #
 #   scripts/stack.sh up|down|status|reset|logs [SERVICE...]
+#
+# Kafka and Cassandra always run with the Prometheus JMX exporter agent (KAFKA_/
+# CASSANDRA_JMX_EXPORTER_PORT, 0: without); `up` restarts a server whose agent differs.
 #
 # A server whose address is set in the environment (KAFKA_BOOTSTRAP_SERVERS,
 # CASSANDRA_HOSTS, MONGO_URI) is external: it is neither installed nor started,
@@ -14,15 +18,17 @@
 # plaintext loopback listeners. A server running with the other STACK_TLS is restarted by `up`.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
-for svc in kafka cassandra ferretdb; do
+for svc in kafka cassandra ferretdb prometheus; do
   [ -f "$ROOT/scripts/stack/$svc.sh" ] || { echo "stack: scripts/stack/$svc.sh is missing" >&2; exit 2; }
   . "$ROOT/scripts/stack/$svc.sh"
 done
 . "$ROOT/scripts/stack/tls.sh"
 
 ALL=(kafka cassandra ferretdb)
+case "${PROMETHEUS_ENABLED:-false}" in true | TRUE | True | 1 | yes | on) ALL+=(prometheus) ;; esac
 is_local() {
   case "$1" in
+    prometheus) true ;;
     kafka) [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ] ;;
     cassandra) [ -z "${CASSANDRA_HOSTS:-}" ] ;;
     ferretdb) [ -z "${MONGO_URI:-}" ] ;;
@@ -43,6 +49,7 @@ case "$cmd" in
     done
     if [ "$tls_mode" = true ]; then tls_ensure; fi
     for s in "${services[@]}"; do
+      if [ "$s" = prometheus ]; then prometheus_start; prometheus_setup; continue; fi
       if is_local "$s"; then
         # $RUN_DIR/SERVICE.tls records the STACK_TLS a server was started with (none: false).
         running_tls="$(cat "$RUN_DIR/$s.tls" 2>/dev/null || echo false)"
@@ -58,11 +65,18 @@ case "$cmd" in
     say stack "up in $((SECONDS - t0))s"
     ;;
   down)
+    # Prometheus first (it would only record the others going down), and always with the
+    # whole stack, whether PROMETHEUS_ENABLED says it was started or `make monitoring` did.
+    [ $# -gt 0 ] || services=(prometheus kafka cassandra ferretdb)
     for s in "${services[@]}"; do is_local "$s" && "${s}_stop"; done
     ;;
   status)
     rc=0
     for s in "${services[@]}"; do "${s}_status" || rc=1; done
+    # Not enabled, but started by `make monitoring`: shown, never failing.
+    if [ $# -eq 0 ] && [[ " ${ALL[*]} " != *" prometheus "* ]] && is_running prometheus; then
+      prometheus_status
+    fi
     exit $rc
     ;;
   reset)
@@ -86,9 +100,9 @@ case "$cmd" in
     done
     ;;
   logs)
-    files=(); for s in "${services[@]}"; do files+=("$LOG_DIR/$s.log"); done
+    files=(); for s in "${services[@]}"; do [ -f "$LOG_DIR/$s.log" ] && files+=("$LOG_DIR/$s.log"); done
     tail -n 50 -F "${files[@]}"
     ;;
   *)
-    echo "usage: scripts/stack.sh up|down|status|reset|logs [kafka|cassandra|ferretdb ...]" >&2; exit 2 ;;
+    echo "usage: scripts/stack.sh up|down|status|reset|logs [kafka|cassandra|ferretdb|prometheus ...]" >&2; exit 2 ;;
 esac

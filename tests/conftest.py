@@ -32,6 +32,10 @@ os.environ.setdefault("MONGO_DATABASE", "randomUserDB_test")
 # The test stack always offers TLS to clients (tests/integration/test_tls.py connects over it);
 # `scripts/stack.sh up` restarts a server that runs without. Clients stay on plaintext by default.
 os.environ["STACK_TLS"] = "true"
+# The test stack runs Prometheus and the JMX exporter agents (tests/integration/test_prometheus.py
+# reads them through its API), scraping every 5 s so that the first samples come quickly.
+os.environ["PROMETHEUS_ENABLED"] = "true"
+os.environ.setdefault("PROMETHEUS_SCRAPE_INTERVAL_S", "5")
 # Real API responses, inside the repository (tests/fixtures/README.md says where each came from).
 FIXTURES = ROOT / "tests" / "fixtures" / "randomuser"
 
@@ -164,6 +168,6 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
 
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Settings]:
-    """The running local stack (Kafka, Cassandra, FerretDB), started once per run."""
+    """The running local stack (Kafka, Cassandra, FerretDB, Prometheus), started once per run."""
     run_stack("up", timeout=1800)
     yield settings

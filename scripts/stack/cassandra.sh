@@ -15,6 +15,9 @@ CASSANDRA_SRC="$ROOT/scripts/stack/cassandra"
 CASSANDRA_LOG="$LOG_DIR/cassandra.log"
 CASSANDRA_STORAGE_PORT="${CASSANDRA_STORAGE_PORT:-7000}"
 CASSANDRA_JMX_PORT="${CASSANDRA_JMX_PORT:-7199}"
+# The Prometheus JMX exporter agent in Cassandra's JVM, /metrics on 127.0.0.1 (0: no agent;
+# scripts/stack/prometheus.sh, conf/prometheus/jmx-cassandra.yml).
+CASSANDRA_JMX_EXPORTER_PORT="${CASSANDRA_JMX_EXPORTER_PORT:-9405}"
 
 # The pom names the versions of conf/versions.env (rendered, so versions.env stays the
 # single place to change them; a change re-downloads through maven_fetch's checksum).
@@ -24,6 +27,7 @@ cassandra_install() {
       -e "s|<jamm.version>[^<]*<|<jamm.version>$JAMM_VERSION<|" \
       "$CASSANDRA_SRC/pom.xml" > "$CASSANDRA_HOME/pom.xml"
   maven_fetch cassandra "$CASSANDRA_HOME/pom.xml"
+  [ "$CASSANDRA_JMX_EXPORTER_PORT" = 0 ] || jmx_exporter_install
   [ -f "$CASSANDRA_HOME/lib/cassandra-all-$CASSANDRA_VERSION.jar" ] \
     || fail cassandra "cassandra-all-$CASSANDRA_VERSION.jar missing from $CASSANDRA_HOME/lib"
   [ -f "$CASSANDRA_HOME/lib/jamm-$JAMM_VERSION.jar" ] \
@@ -74,6 +78,9 @@ _cassandra_java_args() {
     -Djava.net.preferIPv4Stack=true
     "-javaagent:$lib/jamm-$JAMM_VERSION.jar"
   )
+  local agent
+  agent="$(jmx_exporter_agent cassandra "$CASSANDRA_JMX_EXPORTER_PORT")"
+  [ -z "$agent" ] || CASSANDRA_JAVA_ARGS+=("$agent")
   _cassandra_jpms_flags
   CASSANDRA_JAVA_ARGS+=(
     "${CASSANDRA_JPMS_FLAGS[@]}"
@@ -93,16 +100,24 @@ _cassandra_java_args() {
 }
 
 cassandra_start() {
+  local agent_id
+  agent_id="$(jmx_exporter_id cassandra "$CASSANDRA_JMX_EXPORTER_PORT")"
+  if is_running cassandra && [ "$(cat "$RUN_DIR/cassandra.jmx" 2>/dev/null)" != "$agent_id" ]; then
+    say cassandra "running without the JMX exporter agent wanted ($agent_id): restarting it (data kept)"
+    cassandra_stop
+  fi
   if ! is_running cassandra; then
     [ -f "$CASSANDRA_HOME/lib/.complete" ] || fail cassandra "not installed (run scripts/stack.sh up cassandra)"
-    local p
-    for p in "$CASSANDRA_PORT" "$CASSANDRA_STORAGE_PORT" "$CASSANDRA_JMX_PORT"; do
+    local p ports=("$CASSANDRA_PORT" "$CASSANDRA_STORAGE_PORT" "$CASSANDRA_JMX_PORT")
+    [ "$CASSANDRA_JMX_EXPORTER_PORT" = 0 ] || ports+=("$CASSANDRA_JMX_EXPORTER_PORT")
+    for p in "${ports[@]}"; do
       port_free "$p" || fail cassandra "port $STACK_BIND_HOST:$p is taken by another process (not ours: no live pid in $RUN_DIR)"
     done
     _cassandra_render
     _cassandra_java_args
     say cassandra "starting on $STACK_BIND_HOST:$CASSANDRA_PORT$(tls_enabled && echo ' (TLS optional on the same port)') (heap ${CASSANDRA_HEAP:-1G}, log $CASSANDRA_LOG)"
     start_daemon cassandra "$CASSANDRA_LOG" "$JAVA" "${CASSANDRA_JAVA_ARGS[@]}"
+    echo "$agent_id" > "$RUN_DIR/cassandra.jmx"
   fi
   # Ready = a real, authenticated CQL login (the admin, or on a fresh node the default
   # role that cassandra_setup replaces).

@@ -9,6 +9,9 @@ KAFKA_CONTROLLER_PORT=9093
 # The SASL_SSL listener, only with STACK_TLS=true (scripts/stack/tls.sh).
 KAFKA_TLS_PORT="${KAFKA_TLS_PORT:-9094}"
 KAFKA_TEMPLATES="$ROOT/scripts/stack/kafka"
+# The Prometheus JMX exporter agent in the broker's JVM, /metrics on 127.0.0.1 (0: no agent;
+# scripts/stack/prometheus.sh, conf/prometheus/jmx-kafka.yml).
+KAFKA_JMX_EXPORTER_PORT="${KAFKA_JMX_EXPORTER_PORT:-9404}"
 
 # The broker's class path: every jar maven_fetch copied.
 _kafka_cp() { echo "$KAFKA_HOME/lib/*"; }
@@ -40,6 +43,7 @@ kafka_install() {
   # version changes the rendered pom, which makes maven_fetch download again.
   _kafka_render "$KAFKA_TEMPLATES/pom.xml" "$KAFKA_HOME/pom.xml"
   maven_fetch kafka "$KAFKA_HOME/pom.xml"
+  [ "$KAFKA_JMX_EXPORTER_PORT" = 0 ] || jmx_exporter_install
   [ -f "$KAFKA_HOME/lib/kafka_2.13-$KAFKA_VERSION.jar" ] \
     || fail kafka "kafka_2.13-$KAFKA_VERSION.jar missing in $KAFKA_HOME/lib (delete the folder and retry)"
   say kafka "Kafka $KAFKA_VERSION installed ($(find "$KAFKA_HOME/lib" -name '*.jar' | wc -l) jars)"
@@ -62,8 +66,11 @@ _kafka_check_secrets() {
 _kafka_cmd() {
   KAFKA_CMD=("$JAVA" -Xmx"${KAFKA_HEAP:-512m}" -Xms"${KAFKA_HEAP:-512m}"
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
-    -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties"
-    -cp "$(_kafka_cp)" kafka.Kafka "$KAFKA_HOME/conf/server.properties")
+    -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties")
+  local agent
+  agent="$(jmx_exporter_agent kafka "$KAFKA_JMX_EXPORTER_PORT")"
+  [ -z "$agent" ] || KAFKA_CMD+=("$agent")
+  KAFKA_CMD+=(-cp "$(_kafka_cp)" kafka.Kafka "$KAFKA_HOME/conf/server.properties")
 }
 
 # One argument of a JVM argument file: in double quotes, with `\` and `"` escaped.
@@ -108,12 +115,17 @@ _kafka_format() {
 
 kafka_start() {
   _kafka_check_secrets
+  if is_running kafka && [ "$(cat "$RUN_DIR/kafka.jmx" 2>/dev/null)" != "$(jmx_exporter_id kafka "$KAFKA_JMX_EXPORTER_PORT")" ]; then
+    say kafka "running without the JMX exporter agent wanted ($(jmx_exporter_id kafka "$KAFKA_JMX_EXPORTER_PORT")): restarting it (data kept)"
+    kafka_stop
+  fi
   if is_running kafka; then
     say kafka "already running (pid $(pid_of kafka))"
     wait_until kafka 60 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
     return 0
   fi
   local port ports=("$KAFKA_CLIENT_PORT" "$KAFKA_CONTROLLER_PORT") where="$STACK_BIND_HOST:$KAFKA_CLIENT_PORT"
+  [ "$KAFKA_JMX_EXPORTER_PORT" = 0 ] || ports+=("$KAFKA_JMX_EXPORTER_PORT")
   KAFKA_TLS_LISTENER=""
   if tls_enabled; then
     KAFKA_TLS_LISTENER=",CLIENT_TLS://$STACK_BIND_HOST:$KAFKA_TLS_PORT"
@@ -132,9 +144,11 @@ kafka_start() {
   fi
   cp "$KAFKA_TEMPLATES/log4j2.properties" "$KAFKA_HOME/conf/log4j2.properties"
   _kafka_format
+  [ "$KAFKA_JMX_EXPORTER_PORT" = 0 ] || where="$where, metrics on 127.0.0.1:$KAFKA_JMX_EXPORTER_PORT"
   say kafka "starting Kafka $KAFKA_VERSION on $where (log: $KAFKA_LOG)"
   _kafka_cmd
   start_daemon kafka "$KAFKA_LOG" "${KAFKA_CMD[@]}"
+  jmx_exporter_id kafka "$KAFKA_JMX_EXPORTER_PORT" > "$RUN_DIR/kafka.jmx"
   wait_until kafka 120 "$KAFKA_LOG" "$VENV_PY" -m ops.kafka_admin check
 }
 
