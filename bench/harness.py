@@ -38,11 +38,15 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # Which process is which, by its command line (first match wins). The servers are shared;
 # the other roles count only the benchmark's own processes (its topic in their environment),
 # not a test suite's or another job's running beside it.
-SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)")
+# Prometheus (`make monitoring`, or PROMETHEUS_ENABLED=true) is a server role when it runs: its
+# flag --storage.tsdb.path is on no other command line (Kafka's and Cassandra's name their JMX
+# exporter's files, hence after them).
+SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)", "prometheus")
 ROLES: tuple[tuple[str, str], ...] = (
     ("kafka", "kafka.Kafka"),
     ("cassandra", "CassandraDaemon"),
     ("mongo server (FerretDB)", "ferretdb"),
+    ("prometheus", "--storage.tsdb.path="),
     ("spark driver (JVM)", "org.apache.spark.deploy.SparkSubmit"),
     ("spark driver (Python)", "jobs/stream_users.py"),
     ("producer", "producer.py"),
