@@ -99,6 +99,8 @@ def scrape_config(m: MonitoringSettings, env: Mapping[str, str]) -> dict[str, An
             "metrics_path": "/metrics/prometheus",
             "static_configs": [_target(m.spark_ui_port)],
             "metric_relabel_configs": [
+                # Every gauge comes twice, as _Value and as _Number: one is enough.
+                {"source_labels": ["__name__"], "regex": "metrics_.+_Number", "action": "drop"},
                 {
                     "source_labels": ["__name__"],
                     "regex": SPARK_STREAMING_NAME,
