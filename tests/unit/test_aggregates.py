@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from jobs import aggregates, projections, quality, transform
 from tests.expectations import age_band as expected_band
 from tests.unit.bronze_rows import KEY, PROCESSED, PROCESSED_UTC, fixture_bronze
+from tests.unit.frames import assert_rows, assert_same_frame, assertSchemaEqual
 from tests.unit.test_transform import expected_enriched
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,9 +109,9 @@ def test_gold_aggregates_of_the_fixtures(fixture_data: tuple[DataFrame, list[dic
     assert _schema(country) == cassandra_columns("country_stats")
     assert _schema(gender) == cassandra_columns("gender_stats")
     assert _schema(age_band) == cassandra_columns("age_band_stats")
-    assert _rows(country, "country") == expected_country
-    assert _rows(gender, "gender") == expected_gender
-    assert _rows(age_band, "age_band") == expected_bands
+    assert_rows(country, expected_country)
+    assert_rows(gender, expected_gender)
+    assert_rows(age_band, expected_bands)
     assert len(expected_country) == 21  # every nationality's country is there
 
 
@@ -120,48 +121,54 @@ def test_age_band_edges_and_unknown_keys(spark: SparkSession) -> None:
         [("Norway", "female", a) for a in ages] + [("  ", None, 30), (None, "male", None)],
         "country string, gender string, age int",
     )
-    assert _rows(silver.transform(aggregates.age_band_stats(LAST_UPDATE)), "age_band") == [
-        {"age_band": b, "count_users": n, "last_update": LAST_UPDATE_UTC}
-        for b, n in [
-            ("0-17", 2),
-            ("18-24", 2),
-            ("25-34", 3),
-            ("35-44", 2),
-            ("45-54", 2),
-            ("55-64", 2),
-            ("65+", 2),
-            ("unknown", 1),
-        ]
-    ]
-    assert _rows(silver.transform(aggregates.gender_stats(LAST_UPDATE)), "gender") == [
-        {
-            "gender": "female",
-            "count_users": 14,
-            "sum_age": sum(ages),
-            "avg_age": sum(ages) / 14,
-            "last_update": LAST_UPDATE_UTC,
-        },
-        {
-            "gender": "male",
-            "count_users": 1,
-            "sum_age": None,
-            "avg_age": None,
-            "last_update": LAST_UPDATE_UTC,
-        },
-        {
-            "gender": "unknown",
-            "count_users": 1,
-            "sum_age": 30,
-            "avg_age": 30.0,
-            "last_update": LAST_UPDATE_UTC,
-        },
-    ]
-    assert _rows(silver.transform(aggregates.country_stats(LAST_UPDATE)), "country") == [
+    assert_rows(
+        silver.transform(aggregates.age_band_stats(LAST_UPDATE)),
+        [
+            {"age_band": b, "count_users": n, "last_update": LAST_UPDATE_UTC}
+            for b, n in [
+                ("0-17", 2),
+                ("18-24", 2),
+                ("25-34", 3),
+                ("35-44", 2),
+                ("45-54", 2),
+                ("55-64", 2),
+                ("65+", 2),
+                ("unknown", 1),
+            ]
+        ],
+    )
+    assert_rows(
+        silver.transform(aggregates.gender_stats(LAST_UPDATE)),
+        [
+            {
+                "gender": "female",
+                "count_users": 14,
+                "sum_age": sum(ages),
+                "avg_age": sum(ages) / 14,
+                "last_update": LAST_UPDATE_UTC,
+            },
+            {
+                "gender": "male",
+                "count_users": 1,
+                "sum_age": None,
+                "avg_age": None,
+                "last_update": LAST_UPDATE_UTC,
+            },
+            {
+                "gender": "unknown",
+                "count_users": 1,
+                "sum_age": 30,
+                "avg_age": 30.0,
+                "last_update": LAST_UPDATE_UTC,
+            },
+        ],
+    )
+    assert_rows(silver.transform(aggregates.country_stats(LAST_UPDATE)), [
         {"country": "Norway", "count_users": 14, "sum_age": sum(ages), "avg_age": sum(ages) / 14,
          "male_count": 0, "female_count": 14, "last_update": LAST_UPDATE_UTC},
         {"country": "unknown", "count_users": 2, "sum_age": 30, "avg_age": 15.0,
          "male_count": 1, "female_count": 0, "last_update": LAST_UPDATE_UTC},
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def test_latest_per_user_is_deterministic(spark: SparkSession) -> None:
@@ -177,11 +184,14 @@ def test_latest_per_user_is_deterministic(spark: SparkSession) -> None:
         "user_id string, ingestion_time timestamp, batch_id string, offset long, user_index int, note string"
     )
     df = spark.createDataFrame(rows, schema)
-    assert [(r.user_id, r.note) for r in aggregates.latest_per_user(df).orderBy("user_id").collect()] == [
-        ("u1", "newest"),
-        ("u2", "higher batch"),
-        ("u3", "only"),
-    ]
+    assert_rows(
+        aggregates.latest_per_user(df).select("user_id", "note"),
+        [
+            {"user_id": "u1", "note": "newest"},
+            {"user_id": "u2", "note": "higher batch"},
+            {"user_id": "u3", "note": "only"},
+        ],
+    )
 
 
 def test_random_user_rows_match_the_table(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -> None:
@@ -189,38 +199,34 @@ def test_random_user_rows_match_the_table(fixture_data: tuple[DataFrame, list[di
     rows = projections.to_random_user_rows(enriched)
     columns = cassandra_columns("random_user_table")
     assert _schema(rows) == columns
-    assert _rows(rows, "user_id", "ingestion_time") == sorted(
-        ({c: u[c] for c, _ in columns} for u in users), key=lambda d: (d["user_id"], d["ingestion_time"])
-    )
+    assert_rows(rows, [{c: u[c] for c, _ in columns} for u in users])
 
 
 def test_latest_users_rows_use_the_utc_day(spark: SparkSession, fixture_data: tuple[DataFrame, Any]) -> None:
     enriched, users = fixture_data
     late = enriched.withColumn("ingestion_time", F.expr("ingestion_time + INTERVAL 3 HOURS"))
+    rows = projections.to_latest_users_rows(late)
+    assert _schema(rows) == cassandra_columns("latest_users")
+    expected = [
+        {
+            "day": dt.date(2026, 11, 28),
+            "ingestion_time": u["ingestion_time"] + dt.timedelta(hours=3),
+            "user_id": u["user_id"],
+            "full_name": u["full_name"],
+            "gender": u["gender"],
+            "age": u["age"],
+            "country": u["country"],
+            "city": u["city"],
+            "nat": u["nat"],
+        }
+        for u in users
+    ]
     previous = spark.conf.get("spark.sql.session.timeZone")
     spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")  # still 27 Nov there
     try:
-        got = _rows(projections.to_latest_users_rows(late), "user_id")
+        assert_rows(rows, expected)  # evaluated in that zone
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous or "UTC")
-    assert _schema(projections.to_latest_users_rows(late)) == cassandra_columns("latest_users")
-    assert got == sorted(
-        (
-            {
-                "day": dt.date(2026, 11, 28),
-                "ingestion_time": u["ingestion_time"] + dt.timedelta(hours=3),
-                "user_id": u["user_id"],
-                "full_name": u["full_name"],
-                "gender": u["gender"],
-                "age": u["age"],
-                "country": u["country"],
-                "city": u["city"],
-                "nat": u["nat"],
-            }
-            for u in users
-        ),
-        key=lambda d: d["user_id"],
-    )
 
 
 def test_mongo_documents(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -> None:
@@ -266,6 +272,6 @@ def test_gold_plus_a_batch_equals_gold_recomputed_from_all_of_silver(
     previous = first.transform(factory(earlier))
     added = aggregates.add_increment(previous, second.transform(factory(LAST_UPDATE)), key, LAST_UPDATE)
     recomputed = everyone.transform(factory(LAST_UPDATE))
-    assert _schema(added) == _schema(recomputed)
-    assert _rows(added, key) == _rows(recomputed, key)
-    assert len(_rows(added, key)) > 1
+    assertSchemaEqual(added.schema, recomputed.schema)
+    assert_same_frame(added, recomputed)
+    assert added.count() > 1

@@ -11,6 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import erasure
+from tests.unit.frames import assert_same_frame
 
 KEY = bytes(range(32))
 ALICE, BOB, CAROL = (
@@ -65,9 +66,7 @@ def test_without_erased_drops_exactly_the_ledger_subjects(spark: SparkSession) -
     )
     kept = erasure.without_erased(users, ledger, KEY)
     assert kept.columns == users.columns
-    assert sorted(kept.collect(), key=str) == sorted(
-        users.where(f"user_id = '{BOB}' OR user_id IS NULL").collect(), key=str
-    )
+    assert_same_frame(kept, users.where(f"user_id = '{BOB}' OR user_id IS NULL"))
     assert erasure.without_erased(users, None, KEY) is users
 
 

@@ -30,6 +30,7 @@ from tests.unit.bronze_rows import (
     fixture_bronze,
     load_users,
 )
+from tests.unit.frames import assert_same_frame
 
 REASONS = (
     "unparseable_json",
@@ -393,6 +394,6 @@ def test_serving_path_keeps_exactly_the_lake_paths_valid_users(
     serving_rows = pipeline.serving_rows(raw, KEY, 1, transform.literal_time(PROCESSED))
     serving = quality.valid(quality.with_batch_reasons(serving_rows)).drop("reasons")
     assert serving.columns == list(transform.ENRICHED_COLUMNS)
-    assert sorted(serving.collect()) == sorted(lake.collect())
+    assert_same_frame(serving, lake)
     # the bad batch's valid users: 0, 10 and 11 of the first message, and the user re-sent twice
     assert lake.where(F.col("partition") == 1).count() == 5

@@ -29,6 +29,7 @@ from tests.unit.bronze_rows import (
     fixture_bronze,
     load_users,
 )
+from tests.unit.frames import assert_rows
 
 ENRICHED_COLUMNS = [
     "user_id",
@@ -138,25 +139,22 @@ def test_every_fixture_user_enriched_exactly(fixture_users: tuple[DataFrame, lis
         for index, user in enumerate(message["results"])
     ]
     assert len(expected) == 230
-    assert _rows(enriched, ["offset", "user_index"]) == expected
+    assert_rows(enriched, expected)
 
 
 def test_quirks_parse(fixture_users: tuple[DataFrame, list[dict[str, Any]]]) -> None:
     """Postcode number or string, null id.value, string coordinates, non-Latin names."""
     users, messages = fixture_users
-    got = _rows(
-        users.selectExpr(
-            "offset",
-            "position",
-            "user.location.postcode AS postcode",
-            "user.id.value AS id_value",
-            "user.location.coordinates.latitude AS latitude",
-            "user.name.first AS first",
-            "user.location.street.number AS street_number",
-            "unparseable",
-            "user_unparseable",
-        ),
-        ["offset", "position"],
+    got = users.selectExpr(
+        "offset",
+        "position",
+        "user.location.postcode AS postcode",
+        "user.id.value AS id_value",
+        "user.location.coordinates.latitude AS latitude",
+        "user.name.first AS first",
+        "user.location.street.number AS street_number",
+        "unparseable",
+        "user_unparseable",
     )
     expected = [
         {
@@ -173,7 +171,7 @@ def test_quirks_parse(fixture_users: tuple[DataFrame, list[dict[str, Any]]]) -> 
         for offset, message in enumerate(messages)
         for position, u in enumerate(message["results"])
     ]
-    assert got == expected
+    assert_rows(got, expected)
     # The fixtures do carry each quirk (else this test would prove nothing).
     assert {type(e["postcode"]) for e in expected} == {str}
     postcodes = [u["location"]["postcode"] for m in messages for u in m["results"]]
@@ -212,21 +210,21 @@ def test_split_message_keeps_the_response_index(spark: SparkSession, fixtures_di
     bronze = bronze_df(
         spark, [bronze_row(encode(first), 10, "b-split"), bronze_row(encode(second), 11, "b-split")]
     )
-    got = _rows(
-        transform.users_from_bronze(bronze).selectExpr(
-            "offset", "position", "user_index", "user.login.uuid AS uuid"
-        ),
-        ["offset", "position"],
+    got = transform.users_from_bronze(bronze).selectExpr(
+        "offset", "position", "user_index", "user.login.uuid AS uuid"
     )
-    assert got == [
-        {
-            "offset": 10 if i < 4 else 11,
-            "position": i if i < 4 else i - 4,
-            "user_index": i,
-            "uuid": u["login"]["uuid"],
-        }
-        for i, u in enumerate(users)
-    ]
+    assert_rows(
+        got,
+        [
+            {
+                "offset": 10 if i < 4 else 11,
+                "position": i if i < 4 else i - 4,
+                "user_index": i,
+                "uuid": u["login"]["uuid"],
+            }
+            for i, u in enumerate(users)
+        ],
+    )
 
 
 def test_unparseable_and_empty_messages_are_kept_and_flagged(spark: SparkSession) -> None:
@@ -240,13 +238,10 @@ def test_unparseable_and_empty_messages_are_kept_and_flagged(spark: SparkSession
         json.dumps({"meta": {"seq": "not a number"}, "results": []}).encode(),
     ]
     bronze = bronze_df(spark, [bronze_row(v, offset) for offset, v in enumerate(values)])
-    got = _rows(
-        transform.users_from_bronze(bronze).select(
-            "offset", "unparseable", "position", "user_index", "results_count", "raw_value", "batch_id"
-        ),
-        ["offset"],
+    got = transform.users_from_bronze(bronze).select(
+        "offset", "unparseable", "position", "user_index", "results_count", "raw_value", "batch_id"
     )
-    assert got == [
+    assert_rows(got, [
         {"offset": 0, "unparseable": True, "position": None, "user_index": None, "results_count": None,
          "raw_value": bytearray(b"not json"), "batch_id": None},
         {"offset": 1, "unparseable": True, "position": None, "user_index": None, "results_count": None,
@@ -261,7 +256,7 @@ def test_unparseable_and_empty_messages_are_kept_and_flagged(spark: SparkSession
          "raw_value": bytearray(values[5] or b""), "batch_id": "b-none"},
         {"offset": 6, "unparseable": True, "position": None, "user_index": None, "results_count": None,
          "raw_value": bytearray(values[6] or b""), "batch_id": None},
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def test_malformed_user_fails_alone(spark: SparkSession, fixtures_dir: Path) -> None:
@@ -270,19 +265,16 @@ def test_malformed_user_fails_alone(spark: SparkSession, fixtures_dir: Path) -> 
     bad["dob"]["age"] = "thirty"
     message = envelope([users[0], bad, 7, None, users[2]], batch_id="b-mixed")
     bronze = bronze_df(spark, [bronze_row(encode(message), 0, "b-mixed")])
-    got = _rows(
-        transform.users_from_bronze(bronze).select(
-            "position", "unparseable", "user_unparseable", "user_json"
-        ),
-        ["position"],
+    got = transform.users_from_bronze(bronze).select(
+        "position", "unparseable", "user_unparseable", "user_json"
     )
-    assert got == [
+    assert_rows(got, [
         {"position": 0, "unparseable": False, "user_unparseable": False, "user_json": _compact(users[0])},
         {"position": 1, "unparseable": False, "user_unparseable": True, "user_json": _compact(bad)},
         {"position": 2, "unparseable": False, "user_unparseable": True, "user_json": "7"},
         {"position": 3, "unparseable": False, "user_unparseable": True, "user_json": None},
         {"position": 4, "unparseable": False, "user_unparseable": False, "user_json": _compact(users[2])},
-    ]  # fmt: skip
+    ])  # fmt: skip
 
 
 def test_event_time_is_fetched_at_in_utc_whatever_the_session_zone(
@@ -330,25 +322,20 @@ def test_the_producers_own_messages_parse(spark: SparkSession, fixtures_dir: Pat
         [(m.key, m.value, TOPIC, 0, offset, KAFKA_TIME, 0, m.headers) for offset, m in enumerate(sent)],
     )
     checked = quality.with_reasons(transform.users_from_bronze(bronze))
-    got = _rows(
-        checked.selectExpr(
-            "user_index",
-            "user.login.uuid AS uuid",
-            "batch_id",
-            "ingestion_time",
-            "meta.seq AS seq",
-            "reasons",
-        ),
-        ["user_index"],
+    got = checked.selectExpr(
+        "user_index", "user.login.uuid AS uuid", "batch_id", "ingestion_time", "meta.seq AS seq", "reasons"
     )
-    assert got == [
-        {
-            "user_index": i,
-            "uuid": u["login"]["uuid"],
-            "batch_id": batch.meta.batch_id,
-            "ingestion_time": FETCHED_AT_UTC,
-            "seq": 42,
-            "reasons": [],
-        }
-        for i, u in enumerate(body["results"])
-    ]
+    assert_rows(
+        got,
+        [
+            {
+                "user_index": i,
+                "uuid": u["login"]["uuid"],
+                "batch_id": batch.meta.batch_id,
+                "ingestion_time": FETCHED_AT_UTC,
+                "seq": 42,
+                "reasons": [],
+            }
+            for i, u in enumerate(body["results"])
+        ],
+    )
