@@ -71,8 +71,12 @@ def test_the_generated_targets_are_scraped(
     api: Callable[..., Any], monitoring: MonitoringSettings, stack: Settings
 ) -> None:
     wanted = {j["job_name"] for j in prom.scrape_config(monitoring, env_of(stack))["scrape_configs"]}
-    active = api("targets", {"state": "active"})["activeTargets"]
-    assert {t["labels"]["job"] for t in active} == wanted
+    # Just started, Prometheus hands the targets to its scrapers a few seconds later.
+    wait_for(
+        lambda: {t["labels"]["job"] for t in api("targets", {"state": "active"})["activeTargets"]},
+        lambda jobs: jobs == wanted,
+        f"active targets {sorted(wanted)}",
+    )
     for job in ("kafka", "cassandra", "ferretdb", "prometheus"):
         query = f'up{{job="{job}"}}'
         result = wait_for(partial(instant, api, query), lambda r: values(r) == [1.0], query)
