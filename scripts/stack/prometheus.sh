@@ -82,10 +82,23 @@ _prometheus_self() {
 }
 
 prometheus_start() {
-  local changed data="$PROMETHEUS_HOME/data" before after i
+  local changed data="$PROMETHEUS_HOME/data" before after i args id
   [ -x "$PROMETHEUS_BIN" ] || fail prometheus "not built (run scripts/stack.sh up prometheus)"
   mkdir -p "$data"
   changed="$(_prometheus_render)" || exit 1
+  args=("--config.file=$PROMETHEUS_HOME/conf/prometheus.yml"
+    "--storage.tsdb.path=$data"
+    "--storage.tsdb.retention.time=${PROMETHEUS_RETENTION_TIME:-2d}"
+    "--storage.tsdb.retention.size=${PROMETHEUS_RETENTION_SIZE:-512MB}"
+    "--web.listen-address=$PROMETHEUS_ADDR"
+    --query.max-concurrency=4
+    --log.level=info)
+  # Another binary, flag or memory limit needs a restart; the configuration only a reload.
+  id="$PROMETHEUS_BIN ${args[*]} GOMEMLIMIT=${PROMETHEUS_MEMORY_LIMIT:-256MiB}"
+  if is_running prometheus && [ "$(cat "$RUN_DIR/prometheus.args" 2>/dev/null)" != "$id" ]; then
+    say prometheus "started with other settings or another build: restarting it (data kept)"
+    prometheus_stop
+  fi
   if is_running prometheus; then
     if [ "$changed" = changed ]; then
       before="$(_prometheus_self prometheus_config_last_reload_success_timestamp_seconds)"
@@ -102,15 +115,8 @@ prometheus_start() {
   else
     port_free "${PROMETHEUS_PORT:-9090}" || fail prometheus "port ${PROMETHEUS_PORT:-9090} is already in use by another process"
     say prometheus "starting Prometheus on http://$PROMETHEUS_ADDR (retention ${PROMETHEUS_RETENTION_TIME:-2d} / ${PROMETHEUS_RETENTION_SIZE:-512MB}, GOMEMLIMIT ${PROMETHEUS_MEMORY_LIMIT:-256MiB}, log $PROMETHEUS_LOG)"
-    GOMEMLIMIT="${PROMETHEUS_MEMORY_LIMIT:-256MiB}" start_daemon prometheus "$PROMETHEUS_LOG" \
-      "$PROMETHEUS_BIN" \
-      "--config.file=$PROMETHEUS_HOME/conf/prometheus.yml" \
-      "--storage.tsdb.path=$data" \
-      "--storage.tsdb.retention.time=${PROMETHEUS_RETENTION_TIME:-2d}" \
-      "--storage.tsdb.retention.size=${PROMETHEUS_RETENTION_SIZE:-512MB}" \
-      "--web.listen-address=$PROMETHEUS_ADDR" \
-      --query.max-concurrency=4 \
-      --log.level=info
+    GOMEMLIMIT="${PROMETHEUS_MEMORY_LIMIT:-256MiB}" start_daemon prometheus "$PROMETHEUS_LOG" "$PROMETHEUS_BIN" "${args[@]}"
+    echo "$id" > "$RUN_DIR/prometheus.args"
   fi
   wait_until prometheus 60 "$PROMETHEUS_LOG" _prometheus_ready
 }
