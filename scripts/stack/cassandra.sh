@@ -67,12 +67,14 @@ _cassandra_jpms_flags() {
 }
 
 # The JVM command line: what bin/cassandra + cassandra-env.sh + jvm*-server.options
-# would assemble, reduced to what a single local node needs.
+# would assemble, reduced to what a single local node needs. The heap starts at 256 MiB and
+# grows to CASSANDRA_HEAP under load: -Xms = -Xmx held 1 GiB of RSS at the spec rate
+# (docs/PERFORMANCE.md).
 _cassandra_java_args() {
   local lib="$CASSANDRA_HOME/lib" conf="$CASSANDRA_HOME/conf"
   local heap="${CASSANDRA_HEAP:-1G}"
   CASSANDRA_JAVA_ARGS=(
-    "-Xms$heap" "-Xmx$heap" -Xss256k -XX:MaxDirectMemorySize=512m
+    "-Xms256M" "-Xmx$heap" -Xss256k -XX:MaxDirectMemorySize=512m
     -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -XX:MaxGCPauseMillis=300
     -XX:+PerfDisableSharedMem -XX:+ExitOnOutOfMemoryError -XX:ActiveProcessorCount=2
     -Djava.net.preferIPv4Stack=true

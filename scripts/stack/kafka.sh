@@ -63,8 +63,10 @@ _kafka_check_secrets() {
 }
 
 # The broker's JVM command line (an array, for start_daemon): explicit heap, G1 with short pauses.
+# The heap starts small and grows to KAFKA_HEAP under load (-Xms = -Xmx held 512 MiB of RSS
+# at the spec rate, where the broker uses under 100; docs/PERFORMANCE.md).
 _kafka_cmd() {
-  KAFKA_CMD=("$JAVA" -Xmx"${KAFKA_HEAP:-512m}" -Xms"${KAFKA_HEAP:-512m}"
+  KAFKA_CMD=("$JAVA" -Xmx"${KAFKA_HEAP:-512m}" -Xms64m
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
     -Dlog4j2.configurationFile="$KAFKA_HOME/conf/log4j2.properties")
   local agent
