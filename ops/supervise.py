@@ -19,7 +19,9 @@ leave the pipeline stopped once it is back.
 The state (`STACK_DIR/supervise/NAME.json`: running, down and restarting, stopped...) is what
 `ops.status` shows (a supervised process that is down fails it) and `ops.monitor` reads. In
 production, systemd (`Restart=always`, `RestartSec`, `RestartSteps`, `RestartMaxDelaySec`) does
-the same: docs/OPERATIONS.md has a unit file.
+the same: docs/OPERATIONS.md has a unit file. supervisord was tried instead of this module and
+not adopted: it gives up (FATAL after `startretries`), its backoff is linear and uncapped, and
+it has no alerts (docs/OPERATIONS.md, "Why ops.supervise and not supervisord").
 """
 
 from __future__ import annotations
