@@ -18,7 +18,7 @@ grow one into the next (the 1M lake is the 100k lake plus 900k users). Up to --m
 users the documents go to MongoDB too, and one `$count` and one `$group` there are timed:
 the reason no analysis runs on it.
 
-Then every analysis runs twice: first by the real command, `python -m jobs.insights` (its
+Then every analysis runs twice: first by the real command, `python -m analytics` (its
 own Spark start, Cassandra as the reader account: what `make insights` meets), then in this
 process, whose Spark is warm. Results: bench/results/insights.json; progress on stdout.
 """
@@ -45,11 +45,12 @@ from pymongo import MongoClient  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from analytics import catalogue, model, run  # noqa: E402
 from bench.harness import say, write_result  # noqa: E402
 from common.settings import Settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
-from jobs import aggregates, insights, projections, quality, sinks, transform  # noqa: E402
+from jobs import aggregates, projections, quality, sinks, transform  # noqa: E402
 from jobs import settings as job_settings  # noqa: E402
 from jobs.pipeline import GOLD  # noqa: E402
 from jobs.preflight import CASSANDRA_TABLES  # noqa: E402
@@ -230,11 +231,11 @@ def mongo_reference(s: Settings) -> dict[str, Any]:
 
 
 def run_command(out: Path) -> tuple[float, dict[str, dict[str, Any]]]:
-    """`python -m jobs.insights` on the bench namespace, as `make insights` runs it (its own Spark
+    """`python -m analytics` on the bench namespace, as `make insights` runs it (its own Spark
     start): wall seconds, and each analysis's seconds, rows and error from its report."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.insights", "--out", str(out)],
+        [sys.executable, "-m", "analytics", "--out", str(out)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -245,7 +246,7 @@ def run_command(out: Path) -> tuple[float, dict[str, dict[str, Any]]]:
     report = out / "insights.json"
     if not report.is_file():
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-        raise RuntimeError(f"python -m jobs.insights exited {proc.returncode} without a report: {tail}")
+        raise RuntimeError(f"python -m analytics exited {proc.returncode} without a report: {tail}")
     items = json.loads(report.read_text())
     outcomes = {
         item["name"]: {
@@ -262,14 +263,14 @@ def run_analyses(spark: SparkSession, s: Settings, lake: Path, now: dt.datetime,
     """Every analysis by the real command (first: a fresh Spark, as `make insights`), then again
     in this warm process: per analysis its store, rows, seconds of each run and any error."""
     wall, first = run_command(out)
-    say("insights", f"  python -m jobs.insights: {wall:.0f} s in all (Spark start included)")
+    say("insights", f"  python -m analytics: {wall:.0f} s in all (Spark start included)")
     results: list[dict[str, Any]] = []
     with cassandra_setup.session(s.cassandra, s.cassandra.reader) as session:
-        src = insights.Sources(
-            cassandra=session, keyspace=KEYSPACE, spark=spark, tables=insights.lake_tables(lake), now=now
+        src = model.Sources(
+            cassandra=session, keyspace=KEYSPACE, spark=spark, tables=model.lake_tables(lake), now=now
         )
-        warm = {o.name: o for o in insights.run_analyses(insights.ANALYSES, src)}
-    for a in insights.ANALYSES:
+        warm = {o.name: o for o in run.run_analyses(catalogue.ANALYSES, src)}
+    for a in catalogue.ANALYSES:
         cold, hot = first.get(a.name, {"seconds": None, "rows": None, "error": "not run"}), warm[a.name]
         entry = {
             "name": a.name,
