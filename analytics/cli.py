@@ -22,10 +22,10 @@ from analytics import report
 from analytics.catalogue import BY_NAME, selected
 from analytics.model import STORES, Outcome, Sources
 from analytics.run import outcomes_from_json, outcomes_to_json, run_analyses
+from common import job_settings
 from common import settings as common_settings
+from common.clients import cassandra_session
 from common.settings import Settings
-from jobs import settings as job_settings
-from ops.cassandra_setup import session as cassandra_session
 
 log = logging.getLogger(__name__)
 

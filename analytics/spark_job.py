@@ -21,7 +21,7 @@ from analytics.catalogue import selected
 from analytics.cli import parse_args
 from analytics.model import Sources, lake_tables
 from analytics.run import outcomes_to_json, run_analyses
-from jobs import settings as job_settings
+from common import job_settings
 
 log = logging.getLogger(__name__)
 

@@ -47,15 +47,15 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from analytics import catalogue, model, run  # noqa: E402
 from bench.harness import say, write_result  # noqa: E402
+from common import clients, job_settings  # noqa: E402
+from common.job_settings import JobSettings  # noqa: E402
 from common.settings import Settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
 from jobs import aggregates, projections, quality, sinks, transform  # noqa: E402
-from jobs import settings as job_settings  # noqa: E402
 from jobs.pipeline import GOLD  # noqa: E402
 from jobs.preflight import CASSANDRA_TABLES  # noqa: E402
 from jobs.schema import BRONZE_SCHEMA  # noqa: E402
-from jobs.settings import JobSettings  # noqa: E402
 from ops import cassandra_setup, mongo_setup  # noqa: E402
 
 TOPIC = "random_user_data_insights_bench"
@@ -68,10 +68,10 @@ MAX_MESSAGE = 1_048_576
 def prepare_namespace(s: Settings) -> None:
     """Keyspace (the project's DDL and grants) and database, created like the real ones, emptied."""
     cassandra_setup.setup(s.cassandra)
-    with cassandra_setup.session(s.cassandra, s.cassandra.admin, KEYSPACE) as session:
+    with clients.cassandra_session(s.cassandra, s.cassandra.admin, KEYSPACE) as session:
         for table in CASSANDRA_TABLES:
             session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=120)
-    with mongo_setup.connect(s, s.mongo.admin) as client:
+    with clients.mongo_client(s, s.mongo.admin) as client:
         # Collections dropped, not the database (see bench.harness.prepare_namespace).
         for name in ("randomUserCollection", "anomalies"):
             client[DATABASE].drop_collection(name)
@@ -265,7 +265,7 @@ def run_analyses(spark: SparkSession, s: Settings, lake: Path, now: dt.datetime,
     wall, first = run_command(out)
     say("insights", f"  python -m analytics: {wall:.0f} s in all (Spark start included)")
     results: list[dict[str, Any]] = []
-    with cassandra_setup.session(s.cassandra, s.cassandra.reader) as session:
+    with clients.cassandra_session(s.cassandra, s.cassandra.reader) as session:
         src = model.Sources(
             cassandra=session, keyspace=KEYSPACE, spark=spark, tables=model.lake_tables(lake), now=now
         )

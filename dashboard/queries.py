@@ -32,8 +32,8 @@ from cassandra import (
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy
 
+from common.clients import cassandra_cluster
 from common.settings import CassandraSettings
-from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def utc(value: dt.datetime | None) -> dt.datetime | None:
 
 def connect(settings: CassandraSettings) -> tuple[Cluster, Session]:
     """A session as the read-only dashboard account, in the project's keyspace."""
-    cluster = build_cluster(
+    cluster = cassandra_cluster(
         settings,
         settings.reader,
         connect_timeout=CONNECT_TIMEOUT_S,

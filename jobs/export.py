@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from common import clients
 from common.settings import Settings, SettingsError, load
 from jobs.pseudonymise import pseudonym
-from ops import cassandra_setup, mongo_setup
 
 log = logging.getLogger("jobs.export")
 
@@ -172,7 +172,7 @@ def extract_rows(
 def read_aggregate(settings: Settings, table: str) -> list[dict[str, Any]]:
     c = settings.cassandra
     key_column = AGGREGATES[table][0]
-    with cassandra_setup.session(c, c.reader, c.keyspace) as sess:
+    with clients.cassandra_session(c, c.reader, c.keyspace) as sess:
         rows = [dict(r._asdict()) for r in sess.execute(f"SELECT * FROM {table}")]  # noqa: S608 (a constant)
     for row in rows:
         for name, value in row.items():
@@ -185,7 +185,7 @@ def read_users(settings: Settings) -> list[dict[str, Any]]:
     projection = {
         f: 1 for f in ("country", "nat", "gender", "age", "birth_year", "email_pseudo", "phone_pseudo")
     }
-    with mongo_setup.connect(settings, settings.mongo.reader) as client:
+    with clients.mongo_client(settings, settings.mongo.reader) as client:
         return list(client[settings.mongo.database]["randomUserCollection"].find({}, projection))
 
 

@@ -22,9 +22,9 @@ from cassandra.cluster import Cluster, Session
 from cassandra.query import UNSET_VALUE, PreparedStatement
 from pyspark.sql.streaming import StreamingQueryListener
 
+from common.clients import cassandra_cluster
+from common.job_settings import JobSettings
 from jobs.pipeline import BatchReport
-from jobs.settings import JobSettings
-from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def metrics_cluster(job: JobSettings) -> Cluster:
     """The writer's connection for pipeline_metrics, from the project's one Cassandra client builder
     (so CASSANDRA_SSL and its CA apply here exactly as to every other client)."""
     c = job.common.cassandra
-    return build_cluster(c, c.writer, request_timeout=30)
+    return cassandra_cluster(c, c.writer, request_timeout=30)
 
 
 def ran_a_batch(progress: dict[str, Any]) -> bool:

@@ -38,8 +38,8 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructField, StructType, TimestampType
 
+from common.job_settings import JobSettings
 from jobs import aggregates, erasure, poison_batches, projections, quality, sinks, transform
-from jobs.settings import JobSettings
 
 log = logging.getLogger(__name__)
 

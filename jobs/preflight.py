@@ -9,10 +9,9 @@ from __future__ import annotations
 import logging
 
 from kafka import KafkaConsumer
-from pymongo import MongoClient
 
+from common.clients import cassandra_cluster, kafka_config, mongo_client
 from common.settings import Settings
-from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def check_kafka(s: Settings) -> None:
     k = s.kafka
     consumer = None
     try:
-        consumer = KafkaConsumer(**k.client_config(k.job), request_timeout_ms=15000)
+        consumer = KafkaConsumer(**kafka_config(k, k.job, request_timeout_ms=15000))
         partitions = consumer.partitions_for_topic(k.topic)
     except Exception as exc:
         raise PreflightError(f"Kafka at {k.bootstrap_servers} as {k.job.user}: {_first_line(exc)}") from None
@@ -53,7 +52,7 @@ def check_kafka(s: Settings) -> None:
 
 def check_cassandra(s: Settings) -> None:
     c = s.cassandra
-    cluster = build_cluster(c, c.writer, connect_timeout=10)
+    cluster = cassandra_cluster(c, c.writer, connect_timeout=10)
     try:
         cluster.connect()
         keyspace = cluster.metadata.keyspaces.get(c.keyspace)
@@ -76,7 +75,7 @@ def check_cassandra(s: Settings) -> None:
 
 def check_mongo(s: Settings) -> None:
     m = s.mongo
-    client: MongoClient[dict[str, object]] = MongoClient(m.uri(m.writer), serverSelectionTimeoutMS=10000)
+    client = mongo_client(s, m.writer, serverSelectionTimeoutMS=10000)
     try:
         client[m.database].command("ping")
         client[m.database]["randomUserCollection"].find_one({}, {"_id": 1})

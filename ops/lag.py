@@ -28,8 +28,8 @@ from kafka import TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
+from common import job_settings
 from common.settings import KafkaSettings, Settings, SettingsError, load
-from jobs import settings as job_settings
 from ops.kafka_admin import CHECK_TIMEOUT_MS, admin_client, topic_state
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def lag(k: KafkaSettings, checkpoint: Path, topic: str | None = None) -> LagRepo
 
 
 def default_checkpoint(settings: Settings, query: str = job_settings.SERVING) -> Path:
-    """A query's checkpoint under CHECKPOINT_DIR (jobs.settings imports no Spark)."""
+    """A query's checkpoint under CHECKPOINT_DIR (common.job_settings imports no Spark)."""
     return job_settings.from_settings(settings).checkpoint(query)
 
 

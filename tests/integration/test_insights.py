@@ -22,9 +22,9 @@ from pyspark.sql import types as T
 
 from analytics import cassandra_queries, catalogue, delta_queries, model, spark_job
 from analytics.model import Result, Sources
+from common.clients import cassandra_session
 from common.settings import Settings
 from ops.cassandra_setup import ddl_statements
-from ops.cassandra_setup import session as cassandra_session
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.UTC

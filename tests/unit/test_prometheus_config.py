@@ -99,13 +99,13 @@ def test_scrape_targets_follow_the_settings() -> None:
             "metrics_stream_users_driver_spark_streaming_serving_inputRate_total_Value",
             "serving",
             "inputRate_total",
-        ),  # noqa: E501
+        ),
         ("metrics_stream_users_driver_spark_streaming_lake_latency_Value", "lake", "latency"),
         (
             "metrics_app_1_driver_spark_streaming_my_query_states_usedBytes_Value",
             "my_query",
             "states_usedBytes",
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_spark_streaming_gauges_are_renamed_with_a_query_label(name: str, query: str, gauge: str) -> None:
