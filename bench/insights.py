@@ -52,10 +52,11 @@ from common.job_settings import JobSettings  # noqa: E402
 from common.settings import Settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
-from jobs import aggregates, projections, quality, sinks, transform  # noqa: E402
+from jobs import sinks  # noqa: E402
+from jobs.core import aggregates, projections, quality, transform  # noqa: E402
+from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
 from jobs.pipeline import GOLD  # noqa: E402
 from jobs.preflight import CASSANDRA_TABLES  # noqa: E402
-from jobs.schema import BRONZE_SCHEMA  # noqa: E402
 from ops import cassandra_setup, mongo_setup  # noqa: E402
 
 TOPIC = "random_user_data_insights_bench"

@@ -29,9 +29,10 @@ from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, Str
 from common import clients, job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings, SettingsError, eraser_account
-from jobs import erasure, sinks
+from jobs import sinks
+from jobs.core import erasure
+from jobs.core.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
 from jobs.pipeline import GOLD
-from jobs.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
 
 log = logging.getLogger("jobs.erase")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from common import clients
 from common.settings import Settings, SettingsError, load
-from jobs.pseudonymise import pseudonym
+from jobs.core.pseudonymise import pseudonym
 
 log = logging.getLogger("jobs.export")
 

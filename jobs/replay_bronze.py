@@ -35,7 +35,8 @@ from pyspark.sql import functions as F
 from common import job_settings
 from common.job_settings import JobSettings
 from common.settings import SettingsError
-from jobs import erasure, pipeline, preflight, sinks, transform
+from jobs import pipeline, preflight, sinks
+from jobs.core import erasure, transform
 from jobs.pipeline import GOLD, BatchReport, LakeProcessor, ServingProcessor
 
 log = logging.getLogger("jobs.replay_bronze")

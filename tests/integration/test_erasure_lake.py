@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 from common import job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings
-from jobs import aggregates, erase, erasure, quality, sinks, transform
+from jobs import erase, sinks
+from jobs.core import aggregates, erasure, quality, transform
 from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
 
 APP = "test-erasure-lake"

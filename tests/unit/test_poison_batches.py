@@ -14,7 +14,8 @@ from pyspark.sql import SparkSession
 from common import job_settings
 from common import settings as common_settings
 from jobs import poison_batches as pb
-from jobs import quality, sinks, transform
+from jobs import sinks
+from jobs.core import quality, transform
 from tests.unit.bronze_rows import PROCESSED, TOPIC, bronze_df, bronze_row, encode, envelope
 from tests.unit.settings_env import minimal_env
 

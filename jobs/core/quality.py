@@ -18,9 +18,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.pseudonymise import email_pseudonym_col, phone_pseudonym_col, pseudonym_col
-from jobs.schema import NATIONALITIES, USER_STRING_FIELDS
-from jobs.transform import Transformation, iso_instant, literal_time, utc_date
+from jobs.core.pseudonymise import email_pseudonym_col, phone_pseudonym_col, pseudonym_col
+from jobs.core.schema import NATIONALITIES, USER_STRING_FIELDS
+from jobs.core.transform import Transformation, iso_instant, literal_time, utc_date
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import logging
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.transform import utc_date
+from jobs.core.transform import utc_date
 
 logger = logging.getLogger(__name__)
 

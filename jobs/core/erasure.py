@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from jobs.pseudonymise import hmac_sha256_hex_col, normalise_email
+from jobs.core.pseudonymise import hmac_sha256_hex_col, normalise_email
 
 log = logging.getLogger(__name__)
 
