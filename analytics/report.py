@@ -9,14 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from analytics.model import Analysis, Outcome, Result
-
-log = logging.getLogger(__name__)
 
 LANGUAGE = {"cassandra": "sql", "delta": "sql"}
 STORE_NAME = {"cassandra": "Cassandra", "delta": "Delta (Spark SQL)"}

@@ -13,7 +13,6 @@ Small counts: a viewer never sees a per-country figure below k (see docs/GOVERNA
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,8 +34,6 @@ from cassandra.policies import ConstantReconnectionPolicy
 from common.clients import cassandra_cluster
 from common.settings import CassandraSettings
 
-log = logging.getLogger(__name__)
-
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
 # A node that comes back is found again within this delay (the driver's default backs off to 10 min).
@@ -48,10 +45,6 @@ METRICS_MAX_ROWS = 200
 LAST_MINUTE = dt.timedelta(seconds=60)
 
 LATEST_COLUMNS = ("name", "gender", "age", "country", "city", "nationality", "ingestion time")
-
-
-class DashboardDataError(RuntimeError):
-    """Cassandra cannot answer the dashboard; the message says why in plain words."""
 
 
 def utc(value: dt.datetime | None) -> dt.datetime | None:

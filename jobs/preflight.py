@@ -6,14 +6,10 @@ clear line naming what is wrong, instead of a wall of JVM stack trace minutes la
 
 from __future__ import annotations
 
-import logging
-
 from kafka import KafkaConsumer
 
 from common.clients import cassandra_cluster, kafka_config, mongo_client
 from common.settings import Settings
-
-log = logging.getLogger(__name__)
 
 CASSANDRA_TABLES = (
     "random_user_table",

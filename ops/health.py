@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 HTTP_TIMEOUT_S = 5.0
 NODETOOL_TIMEOUT_S = 60.0
 FAILING = frozenset({"down", "stale"})
-STATES = ("ok", "warn", "off", "down", "stale")
 # Recent batches the quarantine rate is computed over.
 QUARANTINE_WINDOW = 20
 

@@ -32,8 +32,6 @@ from common import job_settings
 from common.settings import KafkaSettings, Settings, SettingsError, load
 from ops.kafka_admin import CHECK_TIMEOUT_MS, admin_client, topic_state
 
-log = logging.getLogger(__name__)
-
 APP_NAME = "stream_users"  # jobs/stream_users.py APP_NAME (the Spark application)
 # The job's two queries (jobs/settings.py SERVING, LAKE), each with its checkpoint folder.
 QUERIES = (job_settings.SERVING, job_settings.LAKE)

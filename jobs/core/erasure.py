@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -19,8 +18,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from jobs.core.pseudonymise import hmac_sha256_hex_col, normalise_email
-
-log = logging.getLogger(__name__)
 
 LEDGER_TABLE = "erasure_ledger"
 # Append-only: a request is written as `requested` before anything is removed, and again
