@@ -25,15 +25,18 @@ from typing import Any
 
 from common import clients
 from common.settings import Settings, SettingsError, load
+from contract import tables
+from contract.tables import Aggregate
 from jobs.core.pseudonymise import pseudonym
 
 log = logging.getLogger("jobs.export")
 
-# Aggregates: Cassandra table -> (key column, count column, columns withheld under k).
+# Aggregates: Cassandra table -> (key column, count column, columns withheld under k), from the
+# export rules of contract/tables.py.
 AGGREGATES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "country_stats": ("country", "count_users", ("sum_age", "avg_age", "male_count", "female_count")),
-    "gender_stats": ("gender", "count_users", ("sum_age", "avg_age")),
-    "age_band_stats": ("age_band", "count_users", ()),
+    t.name: (t.export.key, t.export.count, t.export.withheld)
+    for t in tables.TABLES
+    if isinstance(t.export, Aggregate)
 }
 EXTRACT = "users_pseudonymised"
 # The extract's fields: nothing that names, locates or contacts a person in clear.
@@ -79,8 +82,7 @@ FORBIDDEN: dict[str, str] = {
             "picture",
         )
     },
-    "random_user_table": "per-person table: use users_pseudonymised",
-    "latest_users": "per-person table: use users_pseudonymised",
+    **{t.name: t.export for t in tables.TABLES if t.personal and isinstance(t.export, str)},
     "randomUserCollection": "per-person collection: use users_pseudonymised",
 }
 OTHER = "other"

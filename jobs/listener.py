@@ -24,23 +24,12 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from common.clients import cassandra_cluster
 from common.job_settings import JobSettings
+from contract import tables
 from jobs.pipeline import BatchReport
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "day",
-    "batch_time",
-    "query_name",
-    "batch_id",
-    "input_rows",
-    "input_rows_per_second",
-    "processed_rows_per_second",
-    "trigger_ms",
-    "durations_ms",
-    "quarantined",
-    "end_offsets",
-)
+COLUMNS = tables.columns("pipeline_metrics")
 INSERT = (
     f"INSERT INTO pipeline_metrics ({', '.join(COLUMNS)}) "  # noqa: S608 (constant column names)
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"

@@ -10,16 +10,10 @@ from kafka import KafkaConsumer
 
 from common.clients import cassandra_cluster, kafka_config, mongo_client
 from common.settings import Settings
+from contract import tables
 
-CASSANDRA_TABLES = (
-    "random_user_table",
-    "latest_users",
-    "country_stats",
-    "gender_stats",
-    "age_band_stats",
-    "quality_metrics",
-    "pipeline_metrics",
-)
+# Every Cassandra table of the contract: the job writes them all.
+CASSANDRA_TABLES = tuple(t.name for t in tables.TABLES)
 
 
 class PreflightError(RuntimeError):

@@ -23,6 +23,7 @@ from typing import Protocol
 from kafka.errors import KafkaError
 
 from common.settings import SettingsError, load
+from contract import tables
 from ops import kafka_admin
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "GOVERNANCE.md"
@@ -57,17 +58,12 @@ MATRIX: tuple[Entry, ...] = (
     Entry(_W, "cassandra", "<keyspace {keyspace}>", "MODIFY", "Spark job: upsert users, aggregates, metrics"),
     Entry(_W, "cassandra", "<keyspace {keyspace}>", "SELECT", "Spark job: connector reads table metadata"),
     Entry(_R, "cassandra", "<keyspace {keyspace}>", "SELECT", "dashboard: read users and aggregates"),
-    Entry(
-        _E, "cassandra", "<table {keyspace}.random_user_table>", "MODIFY", "erasure: delete a person's rows"
+    # The eraser: the erasure rules of contract/tables.py, table by table.
+    *(
+        Entry(_E, "cassandra", f"<table {{keyspace}}.{t.name}>", permission, purpose)
+        for t in tables.TABLES
+        for permission, purpose in t.eraser
     ),
-    Entry(
-        _E,
-        "cassandra",
-        "<table {keyspace}.random_user_table>",
-        "SELECT",
-        "erasure: find the person's fetch times",
-    ),
-    Entry(_E, "cassandra", "<table {keyspace}.latest_users>", "MODIFY", "erasure: delete a person's rows"),
     # Kafka (StandardAuthorizer, deny when no ACL): TYPE:name (pattern).
     Entry(_P, "kafka", "TOPIC:{topic} (LITERAL)", "WRITE", "producer: publish API batches"),
     Entry(_P, "kafka", "TOPIC:{topic} (LITERAL)", "DESCRIBE", "producer: topic metadata"),

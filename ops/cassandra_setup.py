@@ -36,6 +36,7 @@ from cassandra.cluster import NoHostAvailable, Session
 
 from common.clients import cassandra_session as session
 from common.settings import Account, CassandraSettings, eraser_account, load
+from contract import tables
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +260,9 @@ def grants(settings: CassandraSettings) -> list[Grant]:
 # The eraser (python -m jobs.erase) deletes a person's rows from the user tables only: it
 # reads a partition's clustering keys in random_user_table to find the latest_users rows.
 # Cassandra has no DELETE permission: MODIFY (INSERT, UPDATE, DELETE, TRUNCATE) is the least.
+# Which tables and permissions: the erasure rules of contract/tables.py.
 ERASER_TABLES: dict[str, tuple[str, ...]] = {
-    "random_user_table": ("MODIFY", "SELECT"),
-    "latest_users": ("MODIFY",),
+    t.name: tuple(permission for permission, _ in t.eraser) for t in tables.TABLES if t.eraser
 }
 
 
