@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -501,10 +502,9 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         for _ in range(6):
             feed.batch(clean=True)
             record = feed.sent[-1]
-            n = poll(
-                proc, job, lambda r=record: lake_batch_of(job, topic, r), "the lake batch of the last record"
-            )
-            if n % EVERY and poll(proc, job, lambda n=n: gold_or_commit(job, n), f"lake batch {n}") == "gold":
+            last = partial(lake_batch_of, job, topic, record)
+            n = poll(proc, job, last, "the lake batch of the last record")
+            if n % EVERY and poll(proc, job, partial(gold_or_commit, job, n), f"lake batch {n}") == "gold":
                 return
         raise AssertionError("no lake batch could be cut between its gold overwrites and its commit")
 

@@ -66,11 +66,11 @@ def job(
     try:
         yield settings
     finally:
-        for key, value in previous.items():
-            if value is None:
+        for key, old in previous.items():
+            if old is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, old)
 
 
 def _rows(stack: Settings, query: str) -> list[tuple[Any, ...]]:
