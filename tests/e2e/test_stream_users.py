@@ -502,8 +502,9 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
         for _ in range(6):
             feed.batch(clean=True)
             record = feed.sent[-1]
-            last = partial(lake_batch_of, job, topic, record)
-            n = poll(proc, job, last, "the lake batch of the last record")
+            n = poll(
+                proc, job, partial(lake_batch_of, job, topic, record), "the lake batch of the last record"
+            )
             if n % EVERY and poll(proc, job, partial(gold_or_commit, job, n), f"lake batch {n}") == "gold":
                 return
         raise AssertionError("no lake batch could be cut between its gold overwrites and its commit")
