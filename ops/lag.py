@@ -33,7 +33,7 @@ from common.settings import KafkaSettings, Settings, SettingsError, load
 from ops.kafka_admin import CHECK_TIMEOUT_MS, admin_client, topic_state
 
 APP_NAME = "stream_users"  # jobs/stream_users.py APP_NAME (the Spark application)
-# The job's two queries (jobs/settings.py SERVING, LAKE), each with its checkpoint folder.
+# The job's two queries (common/job_settings.py SERVING, LAKE), each with its checkpoint folder.
 QUERIES = (job_settings.SERVING, job_settings.LAKE)
 SUPPORTED_VERSION = 1
 
