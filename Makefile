@@ -67,7 +67,7 @@ format: venv ## apply ruff's formatting
 	@$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 insights: venv ## the insight analyses (Cassandra, Delta) -> reports/insights.{md,html,json}
-	@$(PY) -m jobs.insights
+	@$(PY) -m analytics
 
 bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings (~40 min) -> bench/results/, docs/PERFORMANCE.md
 	@echo "[bench] 1/4 producer alone (bench/producer_rate.py)"

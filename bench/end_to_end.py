@@ -49,11 +49,11 @@ from bench.harness import (
     sustained,
     write_result,
 )
+from common.clients import cassandra_cluster as build_cluster
 from ingest import settings as ingest_settings
 from ingest.envelope import make_batch, messages
 from ingest.generator import LocalGenerator
 from ops import lag as job_lag
-from ops.cassandra_setup import build_cluster
 
 UTC = dt.UTC
 # Rates whose freshness the targets name: measured even after a lower rate was not sustained.

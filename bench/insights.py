@@ -18,7 +18,7 @@ grow one into the next (the 1M lake is the 100k lake plus 900k users). Up to --m
 users the documents go to MongoDB too, and one `$count` and one `$group` there are timed:
 the reason no analysis runs on it.
 
-Then every analysis runs twice: first by the real command, `python -m jobs.insights` (its
+Then every analysis runs twice: first by the real command, `python -m analytics` (its
 own Spark start, Cassandra as the reader account: what `make insights` meets), then in this
 process, whose Spark is warm. Results: bench/results/insights.json; progress on stdout.
 """
@@ -45,16 +45,18 @@ from pymongo import MongoClient  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from analytics import catalogue, model, run  # noqa: E402
 from bench.harness import say, write_result  # noqa: E402
+from common import clients, job_settings  # noqa: E402
+from common.job_settings import JobSettings  # noqa: E402
 from common.settings import Settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
-from jobs import aggregates, insights, projections, quality, sinks, transform  # noqa: E402
-from jobs import settings as job_settings  # noqa: E402
+from jobs import sinks  # noqa: E402
+from jobs.core import aggregates, projections, quality, transform  # noqa: E402
+from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
 from jobs.pipeline import GOLD  # noqa: E402
 from jobs.preflight import CASSANDRA_TABLES  # noqa: E402
-from jobs.schema import BRONZE_SCHEMA  # noqa: E402
-from jobs.settings import JobSettings  # noqa: E402
 from ops import cassandra_setup, mongo_setup  # noqa: E402
 
 TOPIC = "random_user_data_insights_bench"
@@ -67,10 +69,10 @@ MAX_MESSAGE = 1_048_576
 def prepare_namespace(s: Settings) -> None:
     """Keyspace (the project's DDL and grants) and database, created like the real ones, emptied."""
     cassandra_setup.setup(s.cassandra)
-    with cassandra_setup.session(s.cassandra, s.cassandra.admin, KEYSPACE) as session:
+    with clients.cassandra_session(s.cassandra, s.cassandra.admin, KEYSPACE) as session:
         for table in CASSANDRA_TABLES:
             session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=120)
-    with mongo_setup.connect(s, s.mongo.admin) as client:
+    with clients.mongo_client(s, s.mongo.admin) as client:
         # Collections dropped, not the database (see bench.harness.prepare_namespace).
         for name in ("randomUserCollection", "anomalies"):
             client[DATABASE].drop_collection(name)
@@ -230,11 +232,11 @@ def mongo_reference(s: Settings) -> dict[str, Any]:
 
 
 def run_command(out: Path) -> tuple[float, dict[str, dict[str, Any]]]:
-    """`python -m jobs.insights` on the bench namespace, as `make insights` runs it (its own Spark
+    """`python -m analytics` on the bench namespace, as `make insights` runs it (its own Spark
     start): wall seconds, and each analysis's seconds, rows and error from its report."""
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.insights", "--out", str(out)],
+        [sys.executable, "-m", "analytics", "--out", str(out)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -245,7 +247,7 @@ def run_command(out: Path) -> tuple[float, dict[str, dict[str, Any]]]:
     report = out / "insights.json"
     if not report.is_file():
         tail = " | ".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
-        raise RuntimeError(f"python -m jobs.insights exited {proc.returncode} without a report: {tail}")
+        raise RuntimeError(f"python -m analytics exited {proc.returncode} without a report: {tail}")
     items = json.loads(report.read_text())
     outcomes = {
         item["name"]: {
@@ -262,14 +264,14 @@ def run_analyses(spark: SparkSession, s: Settings, lake: Path, now: dt.datetime,
     """Every analysis by the real command (first: a fresh Spark, as `make insights`), then again
     in this warm process: per analysis its store, rows, seconds of each run and any error."""
     wall, first = run_command(out)
-    say("insights", f"  python -m jobs.insights: {wall:.0f} s in all (Spark start included)")
+    say("insights", f"  python -m analytics: {wall:.0f} s in all (Spark start included)")
     results: list[dict[str, Any]] = []
-    with cassandra_setup.session(s.cassandra, s.cassandra.reader) as session:
-        src = insights.Sources(
-            cassandra=session, keyspace=KEYSPACE, spark=spark, tables=insights.lake_tables(lake), now=now
+    with clients.cassandra_session(s.cassandra, s.cassandra.reader) as session:
+        src = model.Sources(
+            cassandra=session, keyspace=KEYSPACE, spark=spark, tables=model.lake_tables(lake), now=now
         )
-        warm = {o.name: o for o in insights.run_analyses(insights.ANALYSES, src)}
-    for a in insights.ANALYSES:
+        warm = {o.name: o for o in run.run_analyses(catalogue.ANALYSES, src)}
+    for a in catalogue.ANALYSES:
         cold, hot = first.get(a.name, {"seconds": None, "rows": None, "error": "not run"}), warm[a.name]
         entry = {
             "name": a.name,

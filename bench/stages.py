@@ -40,12 +40,13 @@ sys.path.insert(0, str(ROOT))
 from pyspark.sql import functions as F  # noqa: E402
 
 from bench.harness import DATABASE, KEYSPACE, TOPIC, prepare_namespace, say, write_result  # noqa: E402
+from common import job_settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
-from jobs import aggregates, projections, quality, sinks, transform  # noqa: E402
-from jobs import settings as job_settings  # noqa: E402
+from jobs import sinks  # noqa: E402
+from jobs.core import aggregates, projections, quality, transform  # noqa: E402
+from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
 from jobs.pipeline import LakeProcessor  # noqa: E402
-from jobs.schema import BRONZE_SCHEMA  # noqa: E402
 
 # Replace-upserts are slow on FerretDB/SQLite (7 docs/s measured): a small sample says enough.
 UPSERT_SAMPLE = 200

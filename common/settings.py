@@ -423,3 +423,11 @@ def monitoring_settings(env: Mapping[str, str]) -> MonitoringSettings:
 def load(root: Path = envfile.PROJECT_ROOT) -> Settings:
     """Settings from `.env` (created if missing) overlaid with the environment."""
     return from_mapping(envfile.load(root), root)
+
+
+def eraser_account(env: Mapping[str, str]) -> Account | None:
+    """CASSANDRA_ERASER_USER/PASSWORD, when configured (older .env files lack them)."""
+    user, password = env.get("CASSANDRA_ERASER_USER", ""), env.get("CASSANDRA_ERASER_PASSWORD", "")
+    if not user or not password or password == envfile.GENERATED:
+        return None
+    return Account(user, password)

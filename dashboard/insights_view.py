@@ -1,8 +1,8 @@
-"""The dashboard's "Insights" view: the Cassandra-backed analyses of jobs.insights, live.
+"""The dashboard's "Insights" view: the Cassandra-backed analyses of analytics/, live.
 
 Only the Cassandra analyses: the dashboard reads Cassandra as its read-only account and
 must not start Spark or reach into MongoDB. The queries are the very ones the report
-shows (jobs.insights), so the view and `make insights` cannot disagree.
+shows (analytics.catalogue), so the view and `make insights` cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from jobs.insights import BY_NAME, Analysis, Result, Sources
+from analytics.catalogue import BY_NAME
+from analytics.model import Analysis, Result, Sources
 
 log = logging.getLogger(__name__)
 

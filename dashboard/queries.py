@@ -13,7 +13,6 @@ Small counts: a viewer never sees a per-country figure below k (see docs/GOVERNA
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,10 +31,8 @@ from cassandra import (
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.policies import ConstantReconnectionPolicy
 
+from common.clients import cassandra_cluster
 from common.settings import CassandraSettings
-from ops.cassandra_setup import build_cluster
-
-log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 10.0
@@ -50,10 +47,6 @@ LAST_MINUTE = dt.timedelta(seconds=60)
 LATEST_COLUMNS = ("name", "gender", "age", "country", "city", "nationality", "ingestion time")
 
 
-class DashboardDataError(RuntimeError):
-    """Cassandra cannot answer the dashboard; the message says why in plain words."""
-
-
 def utc(value: dt.datetime | None) -> dt.datetime | None:
     """The driver returns naive UTC datetimes: make them aware."""
     if value is None:
@@ -66,7 +59,7 @@ def utc(value: dt.datetime | None) -> dt.datetime | None:
 
 def connect(settings: CassandraSettings) -> tuple[Cluster, Session]:
     """A session as the read-only dashboard account, in the project's keyspace."""
-    cluster = build_cluster(
+    cluster = cassandra_cluster(
         settings,
         settings.reader,
         connect_timeout=CONNECT_TIMEOUT_S,

@@ -1,2 +1,3 @@
-"""Spark jobs: pure DataFrame transformations (schema, transform, quality, aggregates,
-projections, pseudonymise) and the streaming entry points that do the I/O."""
+"""Spark jobs: the entry points (stream_users, replay_bronze, erase, retention, export), the
+micro-batches (pipeline), all Spark I/O (sinks); the pure DataFrame transformations are in
+jobs/core/."""

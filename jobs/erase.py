@@ -26,13 +26,13 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, StructField, StructType
 
-from common.settings import Settings, SettingsError
-from jobs import erasure, sinks
-from jobs import settings as job_settings
+from common import clients, job_settings
+from common.job_settings import JobSettings
+from common.settings import Settings, SettingsError, eraser_account
+from jobs import sinks
+from jobs.core import erasure
+from jobs.core.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
 from jobs.pipeline import GOLD
-from jobs.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
-from jobs.settings import JobSettings
-from ops import cassandra_setup, mongo_setup
 
 log = logging.getLogger("jobs.erase")
 
@@ -119,11 +119,11 @@ def subject_keys(subject: Subject, settings: Settings) -> set[str]:
 def erase_cassandra(settings: Settings, subject: Subject, silver_rows: list[Row]) -> int:
     """random_user_table by partition key; latest_users by (day, ingestion_time, user_id)."""
     c = settings.cassandra
-    eraser = cassandra_setup.eraser_account(settings.env)
+    eraser = eraser_account(settings.env)
     if eraser is None:
         raise SettingsError("CASSANDRA_ERASER_USER/PASSWORD are not set (see .env.example)")
     removed = 0
-    with cassandra_setup.session(c, eraser, c.keyspace) as sess:
+    with clients.cassandra_session(c, eraser, c.keyspace) as sess:
         for uid in sorted(subject.user_ids):
             # PySpark returns local naive datetimes, the Cassandra driver naive UTC ones.
             times = {
@@ -149,7 +149,7 @@ def erase_cassandra(settings: Settings, subject: Subject, silver_rows: list[Row]
 
 def erase_mongo(settings: Settings, subject: Subject) -> tuple[int, int]:
     """randomUserCollection by _id; anomalies by user_id or, without one, the email pseudonym."""
-    with mongo_setup.connect(settings, settings.mongo.writer) as client:
+    with clients.mongo_client(settings, settings.mongo.writer) as client:
         db = client[settings.mongo.database]
         users = db["randomUserCollection"].delete_many({"_id": {"$in": sorted(subject.user_ids)}})
         clauses: list[dict[str, object]] = [{"user_id": {"$in": sorted(subject.user_ids)}}]
@@ -324,7 +324,7 @@ def recompute_gold(
             rows.unpersist()
     if emptied:
         c = job.common.cassandra
-        with cassandra_setup.session(c, c.writer, c.keyspace) as sess:
+        with clients.cassandra_session(c, c.writer, c.keyspace) as sess:
             for table, groups in emptied.items():
                 column = next(col for _, t, col, _ in GOLD if t == table)
                 for group in groups:

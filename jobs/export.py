@@ -23,17 +23,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from common import clients
 from common.settings import Settings, SettingsError, load
-from jobs.pseudonymise import pseudonym
-from ops import cassandra_setup, mongo_setup
+from contract import tables
+from contract.tables import Aggregate
+from jobs.core.pseudonymise import pseudonym
 
 log = logging.getLogger("jobs.export")
 
-# Aggregates: Cassandra table -> (key column, count column, columns withheld under k).
+# Aggregates: Cassandra table -> (key column, count column, columns withheld under k), from the
+# export rules of contract/tables.py.
 AGGREGATES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "country_stats": ("country", "count_users", ("sum_age", "avg_age", "male_count", "female_count")),
-    "gender_stats": ("gender", "count_users", ("sum_age", "avg_age")),
-    "age_band_stats": ("age_band", "count_users", ()),
+    t.name: (t.export.key, t.export.count, t.export.withheld)
+    for t in tables.TABLES
+    if isinstance(t.export, Aggregate)
 }
 EXTRACT = "users_pseudonymised"
 # The extract's fields: nothing that names, locates or contacts a person in clear.
@@ -79,8 +82,7 @@ FORBIDDEN: dict[str, str] = {
             "picture",
         )
     },
-    "random_user_table": "per-person table: use users_pseudonymised",
-    "latest_users": "per-person table: use users_pseudonymised",
+    **{t.name: t.export for t in tables.TABLES if t.personal and isinstance(t.export, str)},
     "randomUserCollection": "per-person collection: use users_pseudonymised",
 }
 OTHER = "other"
@@ -172,7 +174,7 @@ def extract_rows(
 def read_aggregate(settings: Settings, table: str) -> list[dict[str, Any]]:
     c = settings.cassandra
     key_column = AGGREGATES[table][0]
-    with cassandra_setup.session(c, c.reader, c.keyspace) as sess:
+    with clients.cassandra_session(c, c.reader, c.keyspace) as sess:
         rows = [dict(r._asdict()) for r in sess.execute(f"SELECT * FROM {table}")]  # noqa: S608 (a constant)
     for row in rows:
         for name, value in row.items():
@@ -185,7 +187,7 @@ def read_users(settings: Settings) -> list[dict[str, Any]]:
     projection = {
         f: 1 for f in ("country", "nat", "gender", "age", "birth_year", "email_pseudo", "phone_pseudo")
     }
-    with mongo_setup.connect(settings, settings.mongo.reader) as client:
+    with clients.mongo_client(settings, settings.mongo.reader) as client:
         return list(client[settings.mongo.database]["randomUserCollection"].find({}, projection))
 
 

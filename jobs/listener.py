@@ -22,25 +22,14 @@ from cassandra.cluster import Cluster, Session
 from cassandra.query import UNSET_VALUE, PreparedStatement
 from pyspark.sql.streaming import StreamingQueryListener
 
+from common.clients import cassandra_cluster
+from common.job_settings import JobSettings
+from contract import tables
 from jobs.pipeline import BatchReport
-from jobs.settings import JobSettings
-from ops.cassandra_setup import build_cluster
 
 log = logging.getLogger(__name__)
 
-COLUMNS = (
-    "day",
-    "batch_time",
-    "query_name",
-    "batch_id",
-    "input_rows",
-    "input_rows_per_second",
-    "processed_rows_per_second",
-    "trigger_ms",
-    "durations_ms",
-    "quarantined",
-    "end_offsets",
-)
+COLUMNS = tables.columns("pipeline_metrics")
 INSERT = (
     f"INSERT INTO pipeline_metrics ({', '.join(COLUMNS)}) "  # noqa: S608 (constant column names)
     f"VALUES ({', '.join('?' for _ in COLUMNS)})"
@@ -95,7 +84,7 @@ def metrics_cluster(job: JobSettings) -> Cluster:
     """The writer's connection for pipeline_metrics, from the project's one Cassandra client builder
     (so CASSANDRA_SSL and its CA apply here exactly as to every other client)."""
     c = job.common.cassandra
-    return build_cluster(c, c.writer, request_timeout=30)
+    return cassandra_cluster(c, c.writer, request_timeout=30)
 
 
 def ran_a_batch(progress: dict[str, Any]) -> bool:

@@ -38,8 +38,9 @@ from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructField, StructType, TimestampType
 
-from jobs import aggregates, erasure, poison_batches, projections, quality, sinks, transform
-from jobs.settings import JobSettings
+from common.job_settings import JobSettings
+from jobs import poison_batches, sinks
+from jobs.core import aggregates, erasure, projections, quality, transform
 
 log = logging.getLogger(__name__)
 

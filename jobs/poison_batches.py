@@ -57,7 +57,7 @@ from pyspark.sql import functions as F
 
 from common.settings import Settings
 from jobs import preflight, sinks
-from jobs.transform import literal_time
+from jobs.core.transform import literal_time
 from ops import alerts
 
 log = logging.getLogger(__name__)

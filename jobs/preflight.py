@@ -6,25 +6,14 @@ clear line naming what is wrong, instead of a wall of JVM stack trace minutes la
 
 from __future__ import annotations
 
-import logging
-
 from kafka import KafkaConsumer
-from pymongo import MongoClient
 
+from common.clients import cassandra_cluster, kafka_config, mongo_client
 from common.settings import Settings
-from ops.cassandra_setup import build_cluster
+from contract import tables
 
-log = logging.getLogger(__name__)
-
-CASSANDRA_TABLES = (
-    "random_user_table",
-    "latest_users",
-    "country_stats",
-    "gender_stats",
-    "age_band_stats",
-    "quality_metrics",
-    "pipeline_metrics",
-)
+# Every Cassandra table of the contract: the job writes them all.
+CASSANDRA_TABLES = tuple(t.name for t in tables.TABLES)
 
 
 class PreflightError(RuntimeError):
@@ -40,7 +29,7 @@ def check_kafka(s: Settings) -> None:
     k = s.kafka
     consumer = None
     try:
-        consumer = KafkaConsumer(**k.client_config(k.job), request_timeout_ms=15000)
+        consumer = KafkaConsumer(**kafka_config(k, k.job, request_timeout_ms=15000))
         partitions = consumer.partitions_for_topic(k.topic)
     except Exception as exc:
         raise PreflightError(f"Kafka at {k.bootstrap_servers} as {k.job.user}: {_first_line(exc)}") from None
@@ -53,7 +42,7 @@ def check_kafka(s: Settings) -> None:
 
 def check_cassandra(s: Settings) -> None:
     c = s.cassandra
-    cluster = build_cluster(c, c.writer, connect_timeout=10)
+    cluster = cassandra_cluster(c, c.writer, connect_timeout=10)
     try:
         cluster.connect()
         keyspace = cluster.metadata.keyspaces.get(c.keyspace)
@@ -76,7 +65,7 @@ def check_cassandra(s: Settings) -> None:
 
 def check_mongo(s: Settings) -> None:
     m = s.mongo
-    client: MongoClient[dict[str, object]] = MongoClient(m.uri(m.writer), serverSelectionTimeoutMS=10000)
+    client = mongo_client(s, m.writer, serverSelectionTimeoutMS=10000)
     try:
         client[m.database].command("ping")
         client[m.database]["randomUserCollection"].find_one({}, {"_id": 1})

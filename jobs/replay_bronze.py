@@ -32,11 +32,12 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from common import job_settings
+from common.job_settings import JobSettings
 from common.settings import SettingsError
-from jobs import erasure, pipeline, preflight, sinks, transform
-from jobs import settings as job_settings
+from jobs import pipeline, preflight, sinks
+from jobs.core import erasure, transform
 from jobs.pipeline import GOLD, BatchReport, LakeProcessor, ServingProcessor
-from jobs.settings import JobSettings
 
 log = logging.getLogger("jobs.replay_bronze")
 APP_NAME = "replay_bronze"

@@ -18,10 +18,10 @@ import sys
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from common import job_settings
+from common.job_settings import JobSettings
 from common.settings import SettingsError
-from jobs import settings as job_settings
 from jobs import sinks
-from jobs.settings import JobSettings
 
 log = logging.getLogger("jobs.retention")
 

@@ -33,8 +33,8 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StructType, TimestampType
 
+from common.job_settings import JobSettings, QuerySettings
 from common.settings import Account, JvmTruststore, Settings, SettingsError
-from jobs.settings import JobSettings, QuerySettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,12 +27,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from common import job_settings
+from common.job_settings import JobSettings, QuerySettings
 from common.settings import SettingsError
 from jobs import lifeline, pipeline, poison_batches, preflight, sinks
-from jobs import settings as job_settings
 from jobs.listener import MetricsListener
 from jobs.pipeline import LakeProcessor, ServingProcessor
-from jobs.settings import JobSettings, QuerySettings
 
 log = logging.getLogger("jobs.stream_users")
 APP_NAME = "stream_users"

@@ -19,11 +19,8 @@ import json
 import logging
 import re
 import secrets
-import ssl
 import sys
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,19 +32,16 @@ from cassandra import (
     RequestExecutionException,
     RequestValidationException,
 )
-from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
-from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.cluster import NoHostAvailable, Session
 
-from common import envfile
-from common.settings import Account, CassandraSettings, load
+from common.clients import cassandra_session as session
+from common.settings import Account, CassandraSettings, eraser_account, load
+from contract import tables
 
 log = logging.getLogger(__name__)
 
 DDL_DIR = Path(__file__).resolve().parent.parent / "ddl" / "cassandra"
 DEFAULT_ROLE = Account("cassandra", "cassandra")
-CONNECT_TIMEOUT_S = 10.0
-REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine can take a while
 # A fresh node creates the default role shortly after it opens the CQL port (`ready` waits for
 # it already; this only covers a setup run straight after a start).
 DEFAULT_ROLE_WAIT_S = 30.0
@@ -89,55 +83,6 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, NoHostAvailable) and isinstance(exc.errors, dict) and exc.errors:
         return "; ".join(f"{host}: {err}" for host, err in exc.errors.items())
     return f"{type(exc).__name__}: {exc}"
-
-
-def build_cluster(
-    settings: CassandraSettings,
-    account: Account,
-    *,
-    connect_timeout: float = CONNECT_TIMEOUT_S,
-    request_timeout: float = REQUEST_TIMEOUT_S,
-    **extra: Any,
-) -> Cluster:
-    """The one way the project's Python clients reach Cassandra: an account, the local DC, timeouts.
-
-    With CASSANDRA_SSL=true the connection is TLS, verified against CASSANDRA_SSL_CAFILE (or the
-    system's CAs) with the host name (the driver passes each node's address for the check).
-    """
-    if settings.ssl and "ssl_context" not in extra:
-        extra["ssl_context"] = tls_context(settings)
-    return Cluster(
-        contact_points=list(settings.hosts),
-        port=settings.port,
-        auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
-        execution_profiles={
-            EXEC_PROFILE_DEFAULT: ExecutionProfile(
-                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
-                request_timeout=request_timeout,
-            )
-        },
-        connect_timeout=connect_timeout,
-        control_connection_timeout=connect_timeout,
-        protocol_version=5,
-        **extra,
-    )
-
-
-def tls_context(settings: CassandraSettings) -> ssl.SSLContext:
-    """Client TLS context: certificate and host name verified, TLS 1.2 at least."""
-    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-@contextmanager
-def session(settings: CassandraSettings, account: Account, keyspace: str | None = None) -> Iterator[Session]:
-    """An authenticated session; the cluster object is always shut down afterwards."""
-    cluster = build_cluster(settings, account)
-    try:
-        yield cluster.connect(keyspace)
-    finally:
-        cluster.shutdown()
 
 
 def release_version(settings: CassandraSettings, account: Account) -> str:
@@ -315,18 +260,10 @@ def grants(settings: CassandraSettings) -> list[Grant]:
 # The eraser (python -m jobs.erase) deletes a person's rows from the user tables only: it
 # reads a partition's clustering keys in random_user_table to find the latest_users rows.
 # Cassandra has no DELETE permission: MODIFY (INSERT, UPDATE, DELETE, TRUNCATE) is the least.
+# Which tables and permissions: the erasure rules of contract/tables.py.
 ERASER_TABLES: dict[str, tuple[str, ...]] = {
-    "random_user_table": ("MODIFY", "SELECT"),
-    "latest_users": ("MODIFY",),
+    t.name: tuple(permission for permission, _ in t.eraser) for t in tables.TABLES if t.eraser
 }
-
-
-def eraser_account(env: Mapping[str, str]) -> Account | None:
-    """CASSANDRA_ERASER_USER/PASSWORD, when configured (older .env files lack them)."""
-    user, password = env.get("CASSANDRA_ERASER_USER", ""), env.get("CASSANDRA_ERASER_PASSWORD", "")
-    if not user or not password or password == envfile.GENERATED:
-        return None
-    return Account(user, password)
 
 
 def desired_grants(settings: CassandraSettings, eraser: Account | None = None) -> dict[str, set[Grant]]:

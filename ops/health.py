@@ -28,8 +28,8 @@ import requests
 from cassandra.cluster import Session
 from prometheus_client.parser import text_string_to_metric_families
 
+from common import clients, job_settings
 from common.settings import Settings, SettingsError
-from jobs import settings as job_settings
 from ops import cassandra_setup, kafka_admin, lag, mongo_setup
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 HTTP_TIMEOUT_S = 5.0
 NODETOOL_TIMEOUT_S = 60.0
 FAILING = frozenset({"down", "stale"})
-STATES = ("ok", "warn", "off", "down", "stale")
 # Recent batches the quarantine rate is computed over.
 QUARANTINE_WINDOW = 20
 
@@ -185,7 +184,7 @@ def cassandra_checks(s: Settings) -> list[Check]:
     c = s.cassandra
     where = f"{','.join(c.hosts)}:{c.port}"
     try:
-        with cassandra_setup.session(c, c.admin) as sess:
+        with clients.cassandra_session(c, c.admin) as sess:
             version = sess.execute("SELECT release_version FROM system.local").one().release_version
             node_source = "jmx"
             try:
@@ -320,7 +319,7 @@ def pipeline_checks(
 
 def mongo_checks(s: Settings) -> list[Check]:
     try:
-        with mongo_setup.connect(s, s.mongo.admin) as client:
+        with clients.mongo_client(s, s.mongo.admin) as client:
             client.admin.command("ping")
             server = mongo_setup.server_info(client).describe()
             db = client[s.mongo.database]

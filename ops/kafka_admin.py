@@ -38,6 +38,7 @@ from kafka.admin import (
 )
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from common.clients import kafka_config
 from common.settings import Account, KafkaSettings, SettingsError, load
 
 log = logging.getLogger(__name__)
@@ -91,14 +92,14 @@ def desired_grants(k: KafkaSettings) -> list[Grant]:
 
 
 def client_config(k: KafkaSettings, account: Account, timeout_ms: int) -> dict[str, Any]:
-    cfg: dict[str, Any] = dict(k.client_config(account))
-    cfg.update(
+    return kafka_config(
+        k,
+        account,
         client_id=f"ops-kafka-admin-{account.user}",
         request_timeout_ms=timeout_ms,
         bootstrap_timeout_ms=timeout_ms,
         reconnect_backoff_max_ms=1_000,
     )
-    return cfg
 
 
 @contextmanager

@@ -28,14 +28,12 @@ from kafka import TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
+from common import job_settings
 from common.settings import KafkaSettings, Settings, SettingsError, load
-from jobs import settings as job_settings
 from ops.kafka_admin import CHECK_TIMEOUT_MS, admin_client, topic_state
 
-log = logging.getLogger(__name__)
-
 APP_NAME = "stream_users"  # jobs/stream_users.py APP_NAME (the Spark application)
-# The job's two queries (jobs/settings.py SERVING, LAKE), each with its checkpoint folder.
+# The job's two queries (common/job_settings.py SERVING, LAKE), each with its checkpoint folder.
 QUERIES = (job_settings.SERVING, job_settings.LAKE)
 SUPPORTED_VERSION = 1
 
@@ -170,7 +168,7 @@ def lag(k: KafkaSettings, checkpoint: Path, topic: str | None = None) -> LagRepo
 
 
 def default_checkpoint(settings: Settings, query: str = job_settings.SERVING) -> Path:
-    """A query's checkpoint under CHECKPOINT_DIR (jobs.settings imports no Spark)."""
+    """A query's checkpoint under CHECKPOINT_DIR (common.job_settings imports no Spark)."""
     return job_settings.from_settings(settings).checkpoint(query)
 
 

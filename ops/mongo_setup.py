@@ -22,6 +22,7 @@ from pymongo import IndexModel, MongoClient
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
+from common.clients import mongo_client as connect
 from common.settings import Account, Settings, load
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 DDL_PATH = Path(__file__).resolve().parent.parent / "ddl" / "mongo" / "collections.json"
 # The database that holds the accounts (the URIs use authSource=admin).
 USERS_DB = "admin"
-TIMEOUT_MS = 5000
 
 Document = dict[str, Any]
 
@@ -56,17 +56,6 @@ class UserInfo:
     user: str
     db: str
     roles: tuple[tuple[str, str], ...]  # (role, db)
-
-
-def connect(settings: Settings, account: Account | None) -> MongoClient[Document]:
-    """A client with short timeouts: an ops tool must answer, not hang."""
-    return MongoClient(
-        settings.mongo.uri(account),
-        serverSelectionTimeoutMS=TIMEOUT_MS,
-        connectTimeoutMS=TIMEOUT_MS,
-        socketTimeoutMS=30_000,
-        appname="rua-ops",
-    )
 
 
 def server_info(client: MongoClient[Document]) -> ServerInfo:

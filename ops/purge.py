@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pymongo.errors import PyMongoError
 
+from common import clients
 from common.settings import Settings, SettingsError, load
-from ops import mongo_setup
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def purge_mongo(settings: Settings, now: dt.datetime, dry_run: bool = False) -> 
     cutoff = now - dt.timedelta(days=retention_days(settings))
     query = {"ingestion_time": {"$lt": cutoff}}
     removed = {}
-    with mongo_setup.connect(settings, settings.mongo.writer) as client:
+    with clients.mongo_client(settings, settings.mongo.writer) as client:
         db = client[settings.mongo.database]
         for name in COLLECTIONS:
             if dry_run:

@@ -37,8 +37,8 @@ done
 want() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
 if [ "$dry_run" = 1 ]; then
-  # What the job itself resolves (jobs/settings.py), from this environment.
-  "$VENV_PY" -c 'from jobs import settings; j = settings.load()
+  # What the job itself resolves (common/job_settings.py), from this environment.
+  "$VENV_PY" -c 'from common import job_settings; j = job_settings.load()
 print(f"job: starting offsets {j.starting_offsets} (fresh checkpoint only), checkpoints {j.checkpoint_dir}")' \
     || exit 2
   echo "would start: ${wanted[*]}"

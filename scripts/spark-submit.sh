@@ -24,7 +24,7 @@ import hashlib, os, pathlib, sys, tempfile, zipfile
 out = pathlib.Path(sys.argv[1])
 fd, tmp = tempfile.mkstemp(dir=out, prefix=".project-", suffix=".zip")
 with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as z:
-    for pkg in ("common", "jobs"):
+    for pkg in ("common", "contract", "jobs", "analytics"):
         for f in sorted(pathlib.Path(pkg).rglob("*.py")):
             z.write(f)
 digest = hashlib.sha256(pathlib.Path(tmp).read_bytes()).hexdigest()[:16]

@@ -16,8 +16,8 @@ from typing import Any
 
 from cassandra.cluster import Session
 
+from common.clients import cassandra_session as admin_session
 from common.settings import CassandraSettings
-from ops.cassandra_setup import session as admin_session
 from ops.cassandra_setup import setup
 
 KEYSPACE = "random_user_dashboard_test"

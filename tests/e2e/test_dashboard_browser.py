@@ -32,10 +32,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from common.clients import cassandra_session
 from common.settings import CassandraSettings, Settings
 from dashboard.settings import Role
 from dashboard.settings import load as load_dashboard
-from ops.cassandra_setup import session as cassandra_session
 from tests import dashboard_seed as seed
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,9 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from cassandra.cluster import Session
 
-from common.settings import Settings
-from jobs import erasure
-from ops.cassandra_setup import eraser_account
+from common.settings import Settings, eraser_account
+from jobs.core import erasure
 from tests.e2e.conftest import ROOT, JobRunner, end_offsets, offsets_json, produce, wait_for
 from tests.integration.test_erasure_lake import files_naming
 from tests.unit.bronze_rows import encode, envelope, load_users

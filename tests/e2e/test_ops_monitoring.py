@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from common import clients
 from common.settings import Settings
 from ops import cassandra_setup, health, kafka_admin, lag, mongo_setup
 from tests.e2e.conftest import JobRunner, wait_for
@@ -51,9 +52,9 @@ def private(stack: Settings) -> Iterator[Settings]:
     try:
         yield s
     finally:
-        with cassandra_setup.session(s.cassandra, s.cassandra.admin) as sess:
+        with clients.cassandra_session(s.cassandra, s.cassandra.admin) as sess:
             sess.execute(f"DROP KEYSPACE IF EXISTS {s.cassandra.keyspace}")
-        with mongo_setup.connect(s, s.mongo.admin) as client:
+        with clients.mongo_client(s, s.mongo.admin) as client:
             client.drop_database(s.mongo.database)
         with kafka_admin.admin_client(s.kafka) as admin:
             admin.delete_topics([s.kafka.topic], timeout_ms=kafka_admin.ADMIN_TIMEOUT_MS)
@@ -109,7 +110,7 @@ def test_listener_rows_spark_check_and_lag_of_a_real_run(
     proc = runner.start()
     rows: list[Any] = []
     try:
-        with cassandra_setup.session(s.cassandra, s.cassandra.reader, s.cassandra.keyspace) as sess:
+        with clients.cassandra_session(s.cassandra, s.cassandra.reader, s.cassandra.keyspace) as sess:
 
             def recorded() -> bool:
                 assert proc.poll() is None, f"job exited {proc.returncode}:\n{runner.log_text()[-4000:]}"

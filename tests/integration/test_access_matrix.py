@@ -10,13 +10,14 @@ from __future__ import annotations
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster
 
-from common.settings import Settings
+from common import clients
+from common.settings import Settings, eraser_account
 from ops import access_matrix, cassandra_setup, kafka_admin, mongo_setup
 
 
 def test_cassandra_grants_equal_the_matrix(stack: Settings) -> None:
     c = stack.cassandra
-    eraser = cassandra_setup.eraser_account(stack.env)
+    eraser = eraser_account(stack.env)
     assert eraser is not None, "CASSANDRA_ERASER_USER/PASSWORD missing from .env"
     app_roles = {c.writer.user, c.reader.user, eraser.user}
     real = {
@@ -34,12 +35,12 @@ def test_cassandra_default_superuser_is_disabled_and_the_eraser_cannot_read_othe
     stack: Settings,
 ) -> None:
     c = stack.cassandra
-    with cassandra_setup.session(c, c.admin) as sess:
+    with clients.cassandra_session(c, c.admin) as sess:
         row = sess.execute(
             "SELECT is_superuser, can_login FROM system_auth.roles WHERE role = 'cassandra'"
         ).one()
     assert row is not None and (row.is_superuser, row.can_login) == (False, False)
-    eraser = cassandra_setup.eraser_account(stack.env)
+    eraser = eraser_account(stack.env)
     assert eraser is not None
     cluster = Cluster(
         list(c.hosts), port=c.port, auth_provider=PlainTextAuthProvider(eraser.user, eraser.password)
@@ -78,7 +79,7 @@ def test_kafka_acls_equal_the_matrix(stack: Settings) -> None:
 
 
 def test_mongo_users_equal_the_matrix_and_the_unenforced_roles_are_declared(stack: Settings) -> None:
-    with mongo_setup.connect(stack, stack.mongo.admin) as client:
+    with clients.mongo_client(stack, stack.mongo.admin) as client:
         server = mongo_setup.server_info(client)
     users = {u.user: u for u in mongo_setup.users(stack) if u.db == mongo_setup.USERS_DB}
     wanted = access_matrix.expected("mongo", stack.env)

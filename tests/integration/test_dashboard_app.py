@@ -19,12 +19,12 @@ import streamlit as st
 from cassandra.cluster import Session
 from streamlit.testing.v1 import AppTest
 
+from common.clients import cassandra_session
 from common.settings import CassandraSettings, Settings
 from dashboard import queries
 from dashboard.settings import DashboardSettings, Role
 from dashboard.settings import load as load_dashboard
 from ops.alerts import Alert, AlertStore
-from ops.cassandra_setup import session as cassandra_session
 from tests import dashboard_seed as seed
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"

@@ -24,10 +24,11 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common import job_settings
+from common.job_settings import JobSettings
 from common.settings import Settings
-from jobs import aggregates, erase, erasure, quality, sinks, transform
-from jobs import settings as job_settings
-from jobs.settings import JobSettings
+from jobs import erase, sinks
+from jobs.core import aggregates, erasure, quality, transform
 from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
 
 APP = "test-erasure-lake"

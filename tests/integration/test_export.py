@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from common import clients
 from common.settings import Settings
 from jobs import export
-from ops import cassandra_setup, mongo_setup
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def seeded(
         for i in range(8)
     ]
     with (
-        cassandra_setup.session(c, c.admin, c.keyspace) as sess,
-        mongo_setup.connect(s, s.mongo.admin) as client,
+        clients.cassandra_session(c, c.admin, c.keyspace) as sess,
+        clients.mongo_client(s, s.mongo.admin) as client,
     ):
         for country, n in ((big, 6), (tiny, 2)):
             sess.execute(

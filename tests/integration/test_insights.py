@@ -20,11 +20,11 @@ from cassandra.cluster import Session
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from analytics import cassandra_queries, catalogue, delta_queries, model, spark_job
+from analytics.model import Result, Sources
+from common.clients import cassandra_session
 from common.settings import Settings
-from jobs import insights
-from jobs.insights import Result, Sources
 from ops.cassandra_setup import ddl_statements
-from ops.cassandra_setup import session as cassandra_session
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.UTC
@@ -56,7 +56,7 @@ def rows(result: Result) -> list[dict[str, Any]]:
 
 def test_no_analysis_runs_on_mongodb() -> None:
     # FerretDB scans and decodes every document for any aggregation: minutes at a million users.
-    assert {a.store for a in insights.ANALYSES} == {"cassandra", "delta"}
+    assert {a.store for a in catalogue.ANALYSES} == {"cassandra", "delta"}
 
 
 # --- people: Delta silver_users ----------------------------------------------------------------
@@ -64,14 +64,14 @@ def test_no_analysis_runs_on_mongodb() -> None:
 
 @pytest.fixture(scope="module")
 def people(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Sources:
-    tables = insights.lake_tables(tmp_path_factory.mktemp("insights-silver"))
+    tables = model.lake_tables(tmp_path_factory.mktemp("insights-silver"))
     spark.createDataFrame(USERS, SILVER_SCHEMA).write.format("delta").save(tables["silver_users"])
     return Sources(spark=spark, tables=tables, top=2)
 
 
 def test_age_by_country(people: Sources) -> None:
-    result = insights.age_by_country(people)
-    assert result.columns == ("country", *insights.AGE_COLUMNS)
+    result = delta_queries.age_by_country(people)
+    assert result.columns == ("country", *delta_queries.AGE_COLUMNS)
     assert rows(result) == [
         # [21, 30, 40, 50]: quartiles by linear interpolation at (n-1)q
         {"country": "France", "users": 4, "mean_age": 35.25, "p25": 27.75, "median_age": 35.0,
@@ -87,7 +87,7 @@ def test_age_by_country(people: Sources) -> None:
 
 
 def test_age_by_gender(people: Sources) -> None:
-    assert rows(insights.age_by_gender(people)) == [
+    assert rows(delta_queries.age_by_gender(people)) == [
         {"gender": "female", "users": 5, "mean_age": 45.0, "p25": 30.0, "median_age": 40.0,
          "p75": 60.0, "min_age": 25, "max_age": 70},
         {"gender": "male", "users": 5, "mean_age": 36.8, "p25": 33.0, "median_age": 35.0,
@@ -96,7 +96,7 @@ def test_age_by_gender(people: Sources) -> None:
 
 
 def test_gender_by_nationality(people: Sources) -> None:
-    assert rows(insights.gender_by_nationality(people)) == [
+    assert rows(delta_queries.gender_by_nationality(people)) == [
         {"nat": "ES", "users": 2, "female": 2, "male": 0, "other": 0, "female_pct": 100.0,
          "males_per_100_females": 0.0},
         {"nat": "FR", "users": 4, "female": 2, "male": 2, "other": 0, "female_pct": 50.0,
@@ -110,7 +110,7 @@ def test_gender_by_nationality(people: Sources) -> None:
 
 def test_registration_cohorts_count_full_years_at_registration(people: Sources) -> None:
     # 2010: 24, 34, 53; 2016: 19, 50, 24, 23; 2020: 14, 39, 19 (see USERS)
-    assert rows(insights.registration_cohorts(people)) == [
+    assert rows(delta_queries.registration_cohorts(people)) == [
         {"registration_year": 2010, "users": 3, "share_pct": 30.0, "mean_age_then": 37.0,
          "median_age_then": 34.0, "youngest_then": 24, "oldest_then": 53, "under_18_then": 0},
         {"registration_year": 2016, "users": 4, "share_pct": 40.0, "mean_age_then": 29.0,
@@ -121,7 +121,7 @@ def test_registration_cohorts_count_full_years_at_registration(people: Sources) 
 
 
 def test_email_domains(people: Sources) -> None:
-    assert rows(insights.email_domains(people)) == [
+    assert rows(delta_queries.email_domains(people)) == [
         {"email_domain": "gmail.com", "users": 6, "share_pct": 60.0},
         {"email_domain": "web.de", "users": 2, "share_pct": 20.0},
         {"email_domain": "yahoo.fr", "users": 2, "share_pct": 20.0},
@@ -129,7 +129,7 @@ def test_email_domains(people: Sources) -> None:
 
 
 def test_top_cities_of_the_top_countries(people: Sources) -> None:
-    assert rows(insights.top_cities(people)) == [
+    assert rows(delta_queries.top_cities(people)) == [
         {"country": "France", "country_users": 4, "city": "Paris", "users": 2, "share_of_country_pct": 50.0},
         {"country": "France", "country_users": 4, "city": "Lyon", "users": 1, "share_of_country_pct": 25.0},
         {"country": "France", "country_users": 4, "city": "Nice", "users": 1, "share_of_country_pct": 25.0},
@@ -141,25 +141,25 @@ def test_top_cities_of_the_top_countries(people: Sources) -> None:
 
 
 def test_blank_and_missing_groups_are_unknown(spark: SparkSession, tmp_path: Path) -> None:
-    tables = insights.lake_tables(tmp_path)
+    tables = model.lake_tables(tmp_path)
     users = [
         ("a", " ", "FR", None, 30, None, "", None, None),
         ("b", None, "", "female", 40, None, None, None, "x.org"),
     ]
     spark.createDataFrame(users, SILVER_SCHEMA).write.format("delta").save(tables["silver_users"])
     src = Sources(spark=spark, tables=tables)
-    assert [(r["gender"], r["users"]) for r in rows(insights.age_by_gender(src))] == [
+    assert [(r["gender"], r["users"]) for r in rows(delta_queries.age_by_gender(src))] == [
         ("female", 1),
         ("unknown", 1),
     ]
-    assert rows(insights.email_domains(src)) == [
+    assert rows(delta_queries.email_domains(src)) == [
         {"email_domain": "unknown", "users": 1, "share_pct": 50.0},
         {"email_domain": "x.org", "users": 1, "share_pct": 50.0},
     ]
-    assert [(r["country"], r["city"], r["users"]) for r in rows(insights.top_cities(src))] == [
+    assert [(r["country"], r["city"], r["users"]) for r in rows(delta_queries.top_cities(src))] == [
         ("unknown", "unknown", 2)
     ]
-    assert rows(insights.registration_cohorts(src)) == []
+    assert rows(delta_queries.registration_cohorts(src)) == []
 
 
 # --- Cassandra ----------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def _seed_cassandra(s: Session, ks: str) -> None:
 
 def test_country_age_deviation(cassandra_src: Sources) -> None:
     # global average: 409 / 10 = 40.9
-    result = insights.country_age_deviation(cassandra_src)
+    result = cassandra_queries.country_age_deviation(cassandra_src)
     assert rows(result) == [
         {"country": "Brazil", "users": 1, "avg_age": 33.0, "global_avg_age": 40.9, "difference": -7.9},
         {"country": "Spain", "users": 2, "avg_age": 47.5, "global_avg_age": 40.9, "difference": 6.6},
@@ -261,7 +261,7 @@ def test_country_age_deviation(cassandra_src: Sources) -> None:
 
 def test_country_age_deviation_leaves_small_countries_out(cassandra_src: Sources) -> None:
     # The global average still counts every user; Spain (2) and Brazil (1) are too small to show.
-    result = insights.country_age_deviation(replace(cassandra_src, min_users=3))
+    result = cassandra_queries.country_age_deviation(replace(cassandra_src, min_users=3))
     assert rows(result) == [
         {"country": "Germany", "users": 3, "avg_age": 46.67, "global_avg_age": 40.9, "difference": 5.77},
         {"country": "France", "users": 4, "avg_age": 35.25, "global_avg_age": 40.9, "difference": -5.65},
@@ -270,14 +270,14 @@ def test_country_age_deviation_leaves_small_countries_out(cassandra_src: Sources
 
 
 def test_gender_overview(cassandra_src: Sources) -> None:
-    assert rows(insights.gender_overview(cassandra_src)) == [
+    assert rows(cassandra_queries.gender_overview(cassandra_src)) == [
         {"gender": "female", "users": 5, "share_pct": 50.0, "avg_age": 45.0},
         {"gender": "male", "users": 5, "share_pct": 50.0, "avg_age": 36.8},
     ]
 
 
 def test_age_bands_in_age_order(cassandra_src: Sources) -> None:
-    assert rows(insights.age_bands(cassandra_src)) == [
+    assert rows(cassandra_queries.age_bands(cassandra_src)) == [
         {"age_band": "18-24", "users": 2, "share_pct": 20.0},
         {"age_band": "25-34", "users": 3, "share_pct": 30.0},
         {"age_band": "35-44", "users": 1, "share_pct": 10.0},
@@ -288,7 +288,7 @@ def test_age_bands_in_age_order(cassandra_src: Sources) -> None:
 
 
 def test_quality_by_hour_reads_only_the_requested_day_partitions(cassandra_src: Sources) -> None:
-    result = insights.quality_by_hour(cassandra_src)
+    result = cassandra_queries.quality_by_hour(cassandra_src)
     assert rows(result) == [
         {"hour": "2026-01-09 23:00", "batches": 2, "rows_checked": 150, "quarantined": 15,
          "quarantine_pct": 10.0, "reasons": "invalid_email=11, empty_country=4"},
@@ -299,7 +299,7 @@ def test_quality_by_hour_reads_only_the_requested_day_partitions(cassandra_src: 
 
 
 def test_new_users_by_hour(cassandra_src: Sources) -> None:
-    result = insights.new_users_by_hour(cassandra_src)
+    result = cassandra_queries.new_users_by_hour(cassandra_src)
     assert "run once per UTC hour (up to now) of each day partition: 2026-01-10, 2026-01-09" in result.query
     assert rows(result) == [
         {"hour": "2026-01-09 23:00", "new_users": 2},
@@ -310,11 +310,11 @@ def test_new_users_by_hour(cassandra_src: Sources) -> None:
 
 def test_every_cassandra_query_respects_the_data_model() -> None:
     for cql in (
-        insights.COUNTRY_DEVIATION_CQL,
-        insights.GENDER_CQL,
-        insights.AGE_BAND_CQL,
-        insights.QUALITY_CQL,
-        insights.NEW_USERS_CQL,
+        cassandra_queries.COUNTRY_DEVIATION_CQL,
+        cassandra_queries.GENDER_CQL,
+        cassandra_queries.AGE_BAND_CQL,
+        cassandra_queries.QUALITY_CQL,
+        cassandra_queries.NEW_USERS_CQL,
     ):
         assert "ALLOW FILTERING" not in cql
         # Either a whole small aggregate table keyed by its group, or one day partition (or a
@@ -323,7 +323,7 @@ def test_every_cassandra_query_respects_the_data_model() -> None:
             ("WHERE day = ?", "WHERE day = ? AND ingestion_time >= ? AND ingestion_time < ?")
         )
     # The users of a day are counted by the server, never shipped.
-    assert insights.NEW_USERS_CQL.startswith("SELECT count(*) AS users FROM {keyspace}.latest_users")
+    assert cassandra_queries.NEW_USERS_CQL.startswith("SELECT count(*) AS users FROM {keyspace}.latest_users")
 
 
 # --- Delta (Spark SQL) ----------------------------------------------------------------------------
@@ -354,7 +354,7 @@ GOLD_SCHEMA = T.StructType(
 @pytest.fixture(scope="module")
 def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("insights-lake")
-    tables = insights.lake_tables(root)
+    tables = model.lake_tables(root)
     spark.createDataFrame(BRONZE, "timestamp timestamp, value binary").write.format("delta").save(
         tables["bronze"]
     )
@@ -372,7 +372,7 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 def test_bronze_volume_by_hour_of_the_days_read(spark: SparkSession, lake: dict[str, str]) -> None:
-    result = insights.bronze_volume_by_hour(Sources(spark=spark, tables=lake, now=NOW, days=2))
+    result = delta_queries.bronze_volume_by_hour(Sources(spark=spark, tables=lake, now=NOW, days=2))
     assert "WHERE timestamp >= TIMESTAMP '2026-01-09 00:00:00'" in result.query
     assert rows(result) == [
         {
@@ -394,7 +394,7 @@ H10, H11 = "2026-01-09 10:00", "2026-01-09 11:00"
 
 
 def test_quarantine_rate_by_reason_of_the_days_read(spark: SparkSession, lake: dict[str, str]) -> None:
-    result = insights.quarantine_rate_by_reason(Sources(spark=spark, tables=lake, now=NOW, days=2))
+    result = delta_queries.quarantine_rate_by_reason(Sources(spark=spark, tables=lake, now=NOW, days=2))
     assert rows(result) == [
         {"hour": H10, "reason": "invalid_email", "rows": 2, "users_in": 3, "pct_of_users": 66.67},
         {"hour": H10, "reason": "empty_country", "rows": 1, "users_in": 3, "pct_of_users": 33.33},
@@ -415,19 +415,19 @@ VERSION_0_VS_NOW = [
 def test_time_travel_versions_ago_returns_the_earlier_version(
     spark: SparkSession, lake: dict[str, str]
 ) -> None:
-    result = insights.country_stats_versions_ago(Sources(spark=spark, tables=lake, versions_ago=1))
+    result = delta_queries.country_stats_versions_ago(Sources(spark=spark, tables=lake, versions_ago=1))
     assert rows(result) == VERSION_0_VS_NOW
     assert "VERSION AS OF 0" in result.query
     assert result.note == "latest version 1, compared with version 0"
 
 
 def test_time_travel_timestamp_as_of_the_first_commit(spark: SparkSession, lake: dict[str, str]) -> None:
-    _, history = insights.gold_history(Sources(spark=spark, tables=lake))
+    _, history = delta_queries.gold_history(Sources(spark=spark, tables=lake))
     assert [v for v, _ in history] == [0, 1]
     first_commit = history[0][1]
     # "24 hours before now" lands exactly on version 0's commit.
     src = Sources(spark=spark, tables=lake, now=first_commit + dt.timedelta(hours=24), as_of_hours=24)
-    result = insights.country_stats_as_of(src)
+    result = delta_queries.country_stats_as_of(src)
     assert rows(result) == VERSION_0_VS_NOW
     assert f"TIMESTAMP AS OF '{first_commit:%Y-%m-%d %H:%M:%S.%f}'"[:-4] in result.query
 
@@ -435,9 +435,9 @@ def test_time_travel_timestamp_as_of_the_first_commit(spark: SparkSession, lake:
 def test_time_travel_before_the_first_commit_falls_back_to_it(
     spark: SparkSession, lake: dict[str, str]
 ) -> None:
-    _, history = insights.gold_history(Sources(spark=spark, tables=lake))
+    _, history = delta_queries.gold_history(Sources(spark=spark, tables=lake))
     src = Sources(spark=spark, tables=lake, now=history[0][1] + dt.timedelta(hours=23), as_of_hours=24)
-    result = insights.country_stats_as_of(src)
+    result = delta_queries.country_stats_as_of(src)
     assert rows(result) == VERSION_0_VS_NOW
     assert "VERSION AS OF 0" in result.query
     assert "before the table's first commit" in result.note
@@ -447,4 +447,4 @@ def test_warm_up_reads_the_tables_there_are(
     spark: SparkSession, lake: dict[str, str], tmp_path: Path
 ) -> None:
     # silver_users is not in this lake, nor the extra path: skipped, not an error.
-    assert insights.warm_up(spark, {**lake, "nothing": str(tmp_path / "nothing")}) >= 0.0
+    assert spark_job.warm_up(spark, {**lake, "nothing": str(tmp_path / "nothing")}) >= 0.0

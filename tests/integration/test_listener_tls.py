@@ -12,10 +12,10 @@ import ssl
 import uuid
 from typing import Any
 
+from common import job_settings
+from common.clients import cassandra_session
 from common.settings import Settings, from_mapping
-from jobs import settings as job_settings
 from jobs.listener import MetricsListener, progress_row
-from ops.cassandra_setup import session as cassandra_session
 
 
 def _progress(name: str, at: dt.datetime) -> dict[str, Any]:

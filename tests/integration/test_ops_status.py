@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 
+from common import clients
 from common.settings import Settings
 from ops import cassandra_setup, health
 
@@ -102,7 +103,7 @@ def private_keyspace(stack: Settings) -> Iterator[tuple[Settings, Session]]:
         for st in cassandra_setup.ddl_statements(keyspace, c.replication_cql)
         if "CREATE KEYSPACE" in st or "pipeline_metrics" in st or "quality_metrics" in st
     ]
-    with cassandra_setup.session(c, c.admin) as sess:
+    with clients.cassandra_session(c, c.admin) as sess:
         for st in statements:
             sess.execute(st)
         try:

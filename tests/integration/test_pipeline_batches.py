@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import pytest
 from pyspark.sql import SparkSession
 
+from common import clients, job_settings
+from common.job_settings import JobSettings
 from common.settings import Settings
 from jobs import pipeline, sinks
-from jobs import settings as job_settings
-from jobs.settings import JobSettings
 from ops import cassandra_setup
 from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
 
@@ -48,7 +48,7 @@ def job(
     attempt (the job would retry a failing one forever)."""
     monkeypatch.setattr(sinks, "with_retries", _once)
     c = stack.cassandra
-    with cassandra_setup.session(c, c.admin) as admin:
+    with clients.cassandra_session(c, c.admin) as admin:
         for statement in cassandra_setup.ddl_statements(KEYSPACE, c.replication_cql):
             admin.execute(statement)
         for permission in ("MODIFY", "SELECT"):
@@ -74,7 +74,7 @@ def job(
 
 
 def _rows(stack: Settings, query: str) -> list[tuple[Any, ...]]:
-    with cassandra_setup.session(stack.cassandra, stack.cassandra.admin, KEYSPACE) as session:
+    with clients.cassandra_session(stack.cassandra, stack.cassandra.admin, KEYSPACE) as session:
         return sorted(tuple(r) for r in session.execute(query))
 
 

@@ -7,8 +7,9 @@ import uuid
 
 import pytest
 
+from common import clients
 from common.settings import Settings, SettingsError
-from ops import mongo_setup, purge
+from ops import purge
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -26,7 +27,7 @@ def test_mongo_documents_older_than_the_retention_are_purged(stack: Settings) ->
         for name, days in ages.items()
     }
     undated = {"_id": f"purge-{tag}-undated", "marker": tag}
-    with mongo_setup.connect(s, s.mongo.admin) as client:
+    with clients.mongo_client(s, s.mongo.admin) as client:
         db = client[s.mongo.database]
         try:
             for name in purge.COLLECTIONS:

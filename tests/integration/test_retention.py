@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from common import job_settings
 from common.settings import Settings
 from jobs import retention
-from jobs import settings as job_settings
 
 
 def _table_properties(table_dir: Path) -> dict[str, str]:

@@ -28,10 +28,11 @@ from py4j.protocol import Py4JJavaError
 from pymongo.errors import ServerSelectionTimeoutError
 from pyspark.sql import SparkSession
 
+from common import clients
+from common.clients import cassandra_cluster
 from common.settings import Settings, from_mapping
 from jobs import sinks
-from ops import kafka_admin, mongo_setup
-from ops.cassandra_setup import build_cluster
+from ops import kafka_admin
 
 SEND_TIMEOUT_S = 20
 CONSUME_DEADLINE_S = 60
@@ -149,7 +150,7 @@ def test_kafka_client_trusting_another_ca_fails_verification(
 
 def test_cassandra_query_over_tls_is_really_tls(tls: Settings) -> None:
     c = tls.cassandra
-    cluster = build_cluster(c, c.admin)
+    cluster = cassandra_cluster(c, c.admin)
     assert isinstance(cluster.ssl_context, ssl.SSLContext) and cluster.ssl_context.check_hostname
     try:
         session = cluster.connect()
@@ -173,7 +174,7 @@ def test_cassandra_query_over_tls_is_really_tls(tls: Settings) -> None:
 def test_cassandra_plaintext_still_works_on_the_same_port(tls: Settings) -> None:
     # optional: true keeps every existing (plaintext) client working.
     plain = replace(tls.cassandra, ssl=False)
-    cluster = build_cluster(plain, plain.reader, connect_timeout=5)
+    cluster = cassandra_cluster(plain, plain.reader, connect_timeout=5)
     try:
         session = cluster.connect()
         assert session.execute("SELECT release_version FROM system.local").one() is not None
@@ -183,7 +184,7 @@ def test_cassandra_plaintext_still_works_on_the_same_port(tls: Settings) -> None
 
 def test_cassandra_client_trusting_another_ca_fails_verification(tls: Settings, other_ca: str) -> None:
     wrong = replace(tls.cassandra, ssl_cafile=other_ca)
-    cluster = build_cluster(wrong, wrong.reader, connect_timeout=5)
+    cluster = cassandra_cluster(wrong, wrong.reader, connect_timeout=5)
     try:
         with pytest.raises(NoHostAvailable) as err:
             cluster.connect()
@@ -198,7 +199,7 @@ def test_cassandra_client_trusting_another_ca_fails_verification(tls: Settings, 
 def test_mongo_insert_and_find_over_tls(tls: Settings) -> None:
     assert "tls=true" in tls.mongo.uri(tls.mongo.writer)
     doc_id = f"tls-{uuid.uuid4().hex}"
-    with mongo_setup.connect(tls, tls.mongo.writer) as client:
+    with clients.mongo_client(tls, tls.mongo.writer) as client:
         collection = client[tls.mongo.database]["tls_test"]
         try:
             collection.insert_one({"_id": doc_id, "via": "tls"})
@@ -210,14 +211,17 @@ def test_mongo_insert_and_find_over_tls(tls: Settings) -> None:
 def test_mongo_plaintext_client_is_refused_on_the_tls_port(tls: Settings) -> None:
     plain = replace(tls, mongo=replace(tls.mongo, tls=False))
     assert plain.mongo.uri().startswith("mongodb://127.0.0.1:27018/")
-    with mongo_setup.connect(plain, plain.mongo.writer) as client, pytest.raises(ServerSelectionTimeoutError):
+    with (
+        clients.mongo_client(plain, plain.mongo.writer) as client,
+        pytest.raises(ServerSelectionTimeoutError),
+    ):
         client.admin.command("ping")
 
 
 def test_mongo_client_trusting_another_ca_fails_verification(tls: Settings, other_ca: str) -> None:
     wrong = replace(tls, mongo=replace(tls.mongo, tls_cafile=other_ca))
     with (
-        mongo_setup.connect(wrong, wrong.mongo.writer) as client,
+        clients.mongo_client(wrong, wrong.mongo.writer) as client,
         pytest.raises(ServerSelectionTimeoutError) as err,
     ):
         client.admin.command("ping")
@@ -263,7 +267,7 @@ def test_spark_reads_kafka_and_writes_cassandra_and_mongo_over_tls(
         .collect()
     )
     assert [(r.query_name, r.batch_id) for r in back] == [(marker, 1)]
-    cluster = build_cluster(tls.cassandra, tls.cassandra.admin)
+    cluster = cassandra_cluster(tls.cassandra, tls.cassandra.admin)
     try:
         cluster.connect().execute(
             f"DELETE FROM {tls.cassandra.keyspace}.pipeline_metrics WHERE day = %s AND batch_time = %s "
@@ -288,7 +292,7 @@ def test_spark_reads_kafka_and_writes_cassandra_and_mongo_over_tls(
     doc.write.format("mongodb").mode("append").options(**mongo, **{"connection.uri": uri}).save()
     # Read back with pymongo (the job only writes through the connector; its reads need $sample,
     # which FerretDB lacks).
-    with mongo_setup.connect(tls, tls.mongo.writer) as client:
+    with clients.mongo_client(tls, tls.mongo.writer) as client:
         collection = client[tls.mongo.database]["tls_test_spark"]
         try:
             assert collection.find_one({"_id": marker}) == {"_id": marker, "via": "spark-tls"}

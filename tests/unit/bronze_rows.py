@@ -11,7 +11,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.schema import BRONZE_SCHEMA
+from jobs.core.schema import BRONZE_SCHEMA
 
 TOPIC = "random_users"
 FETCHED_AT = "2026-11-27T23:40:00.123Z"

@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import aggregates, projections, quality, transform
+from jobs.core import aggregates, projections, quality, transform
 from tests.expectations import age_band as expected_band
 from tests.unit.bronze_rows import KEY, PROCESSED, PROCESSED_UTC, fixture_bronze
 from tests.unit.frames import assert_rows, assert_same_frame, assertSchemaEqual

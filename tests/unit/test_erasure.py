@@ -10,7 +10,7 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import erasure
+from jobs.core import erasure
 from tests.unit.frames import assert_same_frame
 
 KEY = bytes(range(32))

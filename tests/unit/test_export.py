@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import export
-from jobs.pseudonymise import pseudonym
+from jobs.core.pseudonymise import pseudonym
 
 KEY = bytes(range(32))
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from jobs import insights, insights_report
-from jobs.insights import Outcome, Result
+from analytics import catalogue, delta_queries, model, run
+from analytics import report as insights_report
+from analytics.model import Outcome, Result
 
 RESULT = Result(
     "SELECT country, count_users, sum_age FROM ks.country_stats",
@@ -29,21 +30,21 @@ PEOPLE = (
 
 
 def test_the_catalogue_documents_every_analysis_and_covers_every_store() -> None:
-    assert len(insights.BY_NAME) == len(insights.ANALYSES)
-    for a in insights.ANALYSES:
-        assert a.title and a.question.endswith("?") and a.why and a.store in insights.STORES
-    assert {a.store for a in insights.ANALYSES} == set(insights.STORES)
+    assert len(catalogue.BY_NAME) == len(catalogue.ANALYSES)
+    for a in catalogue.ANALYSES:
+        assert a.title and a.question.endswith("?") and a.why and a.store in model.STORES
+    assert {a.store for a in catalogue.ANALYSES} == set(model.STORES)
 
 
 def test_the_people_analyses_read_only_the_columns_they_need_of_silver() -> None:
     # Spark reads a Parquet column only when the query names it: no SELECT *, no one's name or id.
-    assert {insights.BY_NAME[name].store for name in PEOPLE} == {"delta"}
+    assert {catalogue.BY_NAME[name].store for name in PEOPLE} == {"delta"}
     for sql in (
-        insights.AGE_BY_SQL,
-        insights.GENDER_BY_NAT_SQL,
-        insights.COHORTS_SQL,
-        insights.EMAIL_DOMAINS_SQL,
-        insights.TOP_CITIES_SQL,
+        delta_queries.AGE_BY_SQL,
+        delta_queries.GENDER_BY_NAT_SQL,
+        delta_queries.COHORTS_SQL,
+        delta_queries.EMAIL_DOMAINS_SQL,
+        delta_queries.TOP_CITIES_SQL,
     ):
         assert "FROM delta.`{silver}`" in sql
         assert "SELECT *" not in sql and "name" not in sql and "user_id" not in sql
@@ -80,9 +81,9 @@ def test_write_and_json_round_trip(tmp_path: Path) -> None:
         Outcome("country_age_deviation", RESULT, seconds=0.5),
         Outcome("bronze_volume_by_hour", None, "AnalysisException: table not found"),
     ]
-    raw = insights.outcomes_to_json(outcomes)
-    assert insights.outcomes_from_json(raw) == outcomes
-    paths = insights_report.write(tmp_path, insights.BY_NAME, outcomes, NOW, {"cassandra": "ks"}, raw)
+    raw = run.outcomes_to_json(outcomes)
+    assert run.outcomes_from_json(raw) == outcomes
+    paths = insights_report.write(tmp_path, catalogue.BY_NAME, outcomes, NOW, {"cassandra": "ks"}, raw)
     assert [p.name for p in paths] == ["insights.md", "insights.html", "insights.json"]
     md = paths[0].read_text()
     assert "## Countries whose average age differs most from the global one" in md

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from common import job_settings
 from common import settings as common_settings
 from jobs import poison_batches as pb
-from jobs import quality, sinks, transform
-from jobs import settings as job_settings
+from jobs import sinks
+from jobs.core import quality, transform
 from tests.unit.bronze_rows import PROCESSED, TOPIC, bronze_df, bronze_row, encode, envelope
 from tests.unit.settings_env import minimal_env
 

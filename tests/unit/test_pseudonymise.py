@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import pseudonymise as P
+from jobs.core import pseudonymise as P
 
 KEYS = [
     bytes(range(16)),  # the shortest key settings accept

@@ -14,8 +14,9 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import pipeline, quality, transform
-from jobs.schema import NATIONALITIES
+from jobs import pipeline
+from jobs.core import quality, transform
+from jobs.core.schema import NATIONALITIES
 from tests.unit.bronze_rows import (
     FETCHED_AT_UTC,
     KAFKA_TIME,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import quality, transform
+from jobs.core import quality, transform
 from tests.unit.bronze_rows import (
     PROCESSED,
     TOPIC,

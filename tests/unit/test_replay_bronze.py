@@ -10,9 +10,9 @@ from typing import Any, cast
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from common.job_settings import JobSettings, QuerySettings
 from jobs import replay_bronze as rb
-from jobs.erasure import LEDGER_TABLE
-from jobs.settings import JobSettings, QuerySettings
+from jobs.core.erasure import LEDGER_TABLE
 from tests.unit.bronze_rows import TOPIC, bronze_df, encode, envelope
 
 T0 = dt.datetime(2026, 11, 27, 23, 0, 0)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from common import job_settings
 from common import settings as common_settings
-from jobs import settings as job_settings
 from jobs import sinks
 
 

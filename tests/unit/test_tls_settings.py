@@ -7,9 +7,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from common.clients import cassandra_cluster
 from common.envfile import parse
 from common.settings import Settings, SettingsError, env_bool, from_mapping
-from ops.cassandra_setup import build_cluster
 from tests.unit.settings_env import minimal_env
 
 ROOT = Path("/project")
@@ -66,13 +66,13 @@ def test_external_kafka_trusts_the_system_cas_unless_told() -> None:
 def test_cassandra_ssl_builds_a_verifying_context() -> None:
     s = _load(CASSANDRA_SSL="true", CASSANDRA_SSL_CAFILE="/etc/ssl/certs/ca-certificates.crt")
     assert s.cassandra.ssl and s.cassandra.ssl_cafile == "/etc/ssl/certs/ca-certificates.crt"
-    cluster = build_cluster(s.cassandra, s.cassandra.reader)
+    cluster = cassandra_cluster(s.cassandra, s.cassandra.reader)
     try:
         assert cluster.ssl_context is not None
         assert cluster.ssl_context.check_hostname is True
     finally:
         cluster.shutdown()
-    assert build_cluster(_load().cassandra, _load().cassandra.reader).ssl_context is None
+    assert cassandra_cluster(_load().cassandra, _load().cassandra.reader).ssl_context is None
 
 
 def test_mongo_tls_uri_port_and_ca() -> None:

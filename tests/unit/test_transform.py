@@ -14,7 +14,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from ingest import envelope as envelope_module
-from jobs import quality, transform
+from jobs.core import quality, transform
 from tests.unit.bronze_rows import (
     FETCHED_AT_UTC,
     KAFKA_TIME,

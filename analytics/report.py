@@ -9,15 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # jobs.insights imports this module to write its report
-    from jobs.insights import Analysis, Outcome, Result
-
-log = logging.getLogger(__name__)
+from analytics.model import Analysis, Outcome, Result
 
 LANGUAGE = {"cassandra": "sql", "delta": "sql"}
 STORE_NAME = {"cassandra": "Cassandra", "delta": "Delta (Spark SQL)"}
@@ -67,7 +63,7 @@ def markdown(
     parts = [
         "# Insights report",
         "",
-        f"Generated {generated.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC by `python -m jobs.insights`. "
+        f"Generated {generated.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC by `python -m analytics`. "
         "Sources: " + ", ".join(f"{STORE_NAME[k]} `{v}`" for k, v in sources.items()) + ".",
         "",
     ]
@@ -165,7 +161,7 @@ def render_html(
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><title>Insights</title><style>{STYLE}</style>'
         f"</head><body><h1>Insights report</h1><p>Generated {generated.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}"
-        f" UTC by <code>python -m jobs.insights</code>. Sources: {src}.</p>{''.join(sections)}</body></html>"
+        f" UTC by <code>python -m analytics</code>. Sources: {src}.</p>{''.join(sections)}</body></html>"
     )
 
 

@@ -1,7 +1,8 @@
 """Enriched users -> the exact row shapes of the serving stores (Cassandra, Mongo).
 
-Kept apart from the writers (jobs/sinks.py) so the shapes are tested without servers,
-and kept in step with ddl/cassandra/002_tables.cql and ddl/mongo/collections.json.
+Kept apart from the writers (jobs/sinks.py) so the shapes are tested without servers. The
+Cassandra columns come from contract/tables.py (checked against ddl/cassandra/ by a test); the
+Mongo fields are kept in step with ddl/mongo/collections.json.
 """
 
 from __future__ import annotations
@@ -11,45 +12,14 @@ import logging
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.transform import utc_date
+from contract import tables
+from jobs.core.transform import utc_date
 
 logger = logging.getLogger(__name__)
 
-# random_user_table, column for column (ddl/cassandra/002_tables.cql).
-RANDOM_USER_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "ingestion_time",
-    "batch_id",
-    "title",
-    "first_name",
-    "last_name",
-    "full_name",
-    "gender",
-    "age",
-    "birth_year",
-    "country",
-    "nat",
-    "city",
-    "state",
-    "registered_date",
-    "email_domain",
-    "email_pseudo",
-    "phone_pseudo",
-    "cell_pseudo",
-    "processed_time",
-)
-
-LATEST_USERS_COLUMNS: tuple[str, ...] = (
-    "day",
-    "ingestion_time",
-    "user_id",
-    "full_name",
-    "gender",
-    "age",
-    "country",
-    "city",
-    "nat",
-)
+# The Cassandra rows, column for column as contract/tables.py declares them (and the DDL creates).
+RANDOM_USER_COLUMNS: tuple[str, ...] = tables.columns("random_user_table")
+LATEST_USERS_COLUMNS: tuple[str, ...] = tables.columns("latest_users")
 
 # The Mongo document: _id = user_id, then the enriched fields (no raw contact data).
 MONGO_FIELDS: tuple[str, ...] = (

@@ -18,9 +18,9 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.pseudonymise import email_pseudonym_col, phone_pseudonym_col, pseudonym_col
-from jobs.schema import NATIONALITIES, USER_STRING_FIELDS
-from jobs.transform import Transformation, iso_instant, literal_time, utc_date
+from jobs.core.pseudonymise import email_pseudonym_col, phone_pseudonym_col, pseudonym_col
+from jobs.core.schema import NATIONALITIES, USER_STRING_FIELDS
+from jobs.core.transform import Transformation, iso_instant, literal_time, utc_date
 
 logger = logging.getLogger(__name__)
 
@@ -247,9 +247,6 @@ _RULES: tuple[_Rule, ...] = (
 # Reasons are listed in rule order: the rules of one row first, then those of the batch.
 assert [r.per_batch for r in _RULES] == sorted(r.per_batch for r in _RULES), "per-batch rules last"
 
-# The reason codes, in rule order: taken from the declarations, so they are written once.
-_REASON_CODES: tuple[str, ...] = tuple(rule.reason for rule in _RULES)
-
 
 def quality_rules() -> tuple[QualityRule, ...]:
     """Every rule, in the order reasons are listed (needs an active SparkSession)."""
@@ -257,8 +254,9 @@ def quality_rules() -> tuple[QualityRule, ...]:
 
 
 def reason_codes() -> tuple[str, ...]:
-    """The reason codes, in rule order (no SparkSession needed)."""
-    return _REASON_CODES
+    """The reason codes, in rule order (no SparkSession needed): read from the declarations,
+    so each is written once."""
+    return tuple(rule.reason for rule in _RULES)
 
 
 def _rules(*, per_batch: bool) -> list[QualityRule]:
@@ -430,7 +428,7 @@ def batch_metrics(checked: DataFrame) -> DataFrame:
     is_user = F.col("position").isNotNull()
     users_in = F.count(F.when(is_user, 1))
     reason_counts = [
-        F.count(F.when(F.array_contains("reasons", code), 1)).cast("bigint") for code in _REASON_CODES
+        F.count(F.when(F.array_contains("reasons", code), 1)).cast("bigint") for code in reason_codes()
     ]
     shares = [
         (F.count(F.when(is_user & _present(field), 1)) / users_in).cast("double") for field in KEY_FIELDS
@@ -444,7 +442,7 @@ def batch_metrics(checked: DataFrame) -> DataFrame:
         users_in.cast("bigint").alias("users_in"),
         F.count(F.when(F.size("reasons") == 0, 1)).cast("bigint").alias("valid"),
         F.count(F.when(F.size("reasons") > 0, 1)).cast("bigint").alias("quarantined"),
-        F.map_from_arrays(F.array(*[F.lit(c) for c in _REASON_CODES]), F.array(*reason_counts)).alias(
+        F.map_from_arrays(F.array(*[F.lit(c) for c in reason_codes()]), F.array(*reason_counts)).alias(
             "reasons"
         ),
         completeness.alias("completeness"),

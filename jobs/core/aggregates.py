@@ -14,7 +14,7 @@ import logging
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from jobs.transform import Transformation, literal_time
+from jobs.core.transform import Transformation, literal_time
 
 logger = logging.getLogger(__name__)
 

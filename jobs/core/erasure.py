@@ -11,16 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from jobs.pseudonymise import hmac_sha256_hex_col, normalise_email
-
-log = logging.getLogger(__name__)
+from jobs.core.pseudonymise import hmac_sha256_hex_col, normalise_email
 
 LEDGER_TABLE = "erasure_ledger"
 # Append-only: a request is written as `requested` before anything is removed, and again

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.pseudonymise import email_pseudonym_col, phone_pseudonym_col
-from jobs.schema import CORRUPT_FIELD, RAW_ENVELOPE_SCHEMA, RAW_USER_SCHEMA
+from jobs.core.pseudonymise import email_pseudonym_col, phone_pseudonym_col
+from jobs.core.schema import CORRUPT_FIELD, RAW_ENVELOPE_SCHEMA, RAW_USER_SCHEMA
 
 logger = logging.getLogger(__name__)
 

@@ -102,9 +102,6 @@ INFO_SCHEMA = _struct(
     ("version", StringType()),
 )
 
-# The whole message as documented: meta, info and the users.
-ENVELOPE_SCHEMA = _struct(("meta", META_SCHEMA), ("info", INFO_SCHEMA), ("results", ArrayType(USER_SCHEMA)))
-
 # What the job parses first: each user kept as its own JSON text, so one malformed user is
 # quarantined alone instead of failing the whole message. The corrupt-record field marks
 # a value that is not a JSON object of this shape.

@@ -1,0 +1,107 @@
+"""The one builder per server for the project's Python clients: Cassandra, MongoDB, Kafka, TLS.
+
+Every process (the job's driver and listener, the batch jobs, ops, the dashboard, analytics,
+bench) connects through these, so an account, a timeout default or a TLS setting
+(CASSANDRA_SSL and its CA, MONGO_TLS in the URI, SASL_SSL for Kafka) cannot be forgotten in
+one place. Spark's own connectors are configured in jobs/sinks.py (the JVM trust store).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.policies import DCAwareRoundRobinPolicy
+from pymongo import MongoClient
+
+from common.settings import Account, CassandraSettings, KafkaSettings, Settings
+
+CASSANDRA_CONNECT_TIMEOUT_S = 10.0
+CASSANDRA_REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine can take a while
+MONGO_TIMEOUT_MS = 5000
+
+MongoDocument = dict[str, Any]
+
+
+# --- Cassandra ------------------------------------------------------------------------------------
+
+
+def cassandra_tls_context(settings: CassandraSettings) -> ssl.SSLContext:
+    """Client TLS context: certificate and host name verified, TLS 1.2 at least."""
+    context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def cassandra_cluster(
+    settings: CassandraSettings,
+    account: Account,
+    *,
+    connect_timeout: float = CASSANDRA_CONNECT_TIMEOUT_S,
+    request_timeout: float = CASSANDRA_REQUEST_TIMEOUT_S,
+    **extra: Any,
+) -> Cluster:
+    """The one way the project's Python clients reach Cassandra: an account, the local DC, timeouts.
+
+    With CASSANDRA_SSL=true the connection is TLS, verified against CASSANDRA_SSL_CAFILE (or the
+    system's CAs) with the host name (the driver passes each node's address for the check).
+    """
+    if settings.ssl and "ssl_context" not in extra:
+        extra["ssl_context"] = cassandra_tls_context(settings)
+    return Cluster(
+        contact_points=list(settings.hosts),
+        port=settings.port,
+        auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
+        execution_profiles={
+            EXEC_PROFILE_DEFAULT: ExecutionProfile(
+                load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
+                request_timeout=request_timeout,
+            )
+        },
+        connect_timeout=connect_timeout,
+        control_connection_timeout=connect_timeout,
+        protocol_version=5,
+        **extra,
+    )
+
+
+@contextmanager
+def cassandra_session(
+    settings: CassandraSettings, account: Account, keyspace: str | None = None
+) -> Iterator[Session]:
+    """An authenticated session; the cluster object is always shut down afterwards."""
+    cluster = cassandra_cluster(settings, account)
+    try:
+        yield cluster.connect(keyspace)
+    finally:
+        cluster.shutdown()
+
+
+# --- MongoDB --------------------------------------------------------------------------------------
+
+
+def mongo_client(settings: Settings, account: Account | None, **options: Any) -> MongoClient[MongoDocument]:
+    """A client for one account (TLS and its CA come with the URI); short timeouts by default:
+    a tool must answer, not hang. `options` override them."""
+    defaults: dict[str, Any] = {
+        "serverSelectionTimeoutMS": MONGO_TIMEOUT_MS,
+        "connectTimeoutMS": MONGO_TIMEOUT_MS,
+        "socketTimeoutMS": 30_000,
+        "appname": "rua-ops",
+    }
+    return MongoClient(settings.mongo.uri(account), **{**defaults, **options})
+
+
+# --- Kafka ----------------------------------------------------------------------------------------
+
+
+def kafka_config(k: KafkaSettings, account: Account, **overrides: Any) -> dict[str, Any]:
+    """kafka-python keyword arguments for one account (SASL, and TLS with the host name checked
+    under SASL_SSL), plus the caller's own options (timeouts, client id)."""
+    config: dict[str, Any] = dict(k.client_config(account))
+    config.update(overrides)
+    return config
