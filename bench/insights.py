@@ -52,9 +52,12 @@ from common.job_settings import JobSettings  # noqa: E402
 from common.settings import Settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
-from jobs import sinks  # noqa: E402
 from jobs.core import aggregates, projections, quality, transform  # noqa: E402
 from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
+from jobs.io.cassandra import write_cassandra  # noqa: E402
+from jobs.io.delta import append_idempotent, overwrite_idempotent, read_delta, read_delta_if_exists  # noqa: E402
+from jobs.io.mongo import write_mongo  # noqa: E402
+from jobs.io.session import spark_session  # noqa: E402
 from jobs.pipeline import GOLD  # noqa: E402
 from jobs.preflight import CASSANDRA_TABLES  # noqa: E402
 from ops import cassandra_setup, mongo_setup  # noqa: E402
@@ -152,14 +155,12 @@ class Loader:
         )
         new_users = silver_rows.persist()
         try:
-            self._timed("bronze", lambda: sinks.append_idempotent(raw, job.table("bronze"), APP, batch_id))
+            self._timed("bronze", lambda: append_idempotent(raw, job.table("bronze"), APP, batch_id))
             bad = quality.quarantined(checked).transform(quality.quarantine_raw(self.now))
-            self._timed(
-                "quarantine", lambda: sinks.append_idempotent(bad, job.table("quarantine"), APP, batch_id)
-            )
+            self._timed("quarantine", lambda: append_idempotent(bad, job.table("quarantine"), APP, batch_id))
             # Every generated user is new (fresh uuids): an append is what the MERGE would do.
             self._timed(
-                "silver", lambda: sinks.append_idempotent(new_users, job.table("silver_users"), APP, batch_id)
+                "silver", lambda: append_idempotent(new_users, job.table("silver_users"), APP, batch_id)
             )
             metrics = quality.batch_metrics(checked).first()
             assert metrics is not None
@@ -175,15 +176,15 @@ class Loader:
             )
 
             def cassandra() -> None:
-                sinks.write_cassandra(projections.to_latest_users_rows(new_users), job, "latest_users")
-                sinks.write_cassandra(quality_row, job, "quality_metrics")
+                write_cassandra(projections.to_latest_users_rows(new_users), job, "latest_users")
+                write_cassandra(quality_row, job, "quality_metrics")
 
             self._timed("cassandra", cassandra)
             self._timed("gold", lambda: self._gold(batch_id, new_users))
             if mongo:
                 self._timed(
                     "mongo",
-                    lambda: sinks.write_mongo(
+                    lambda: write_mongo(
                         projections.to_mongo_documents(new_users), job, "randomUserCollection"
                     ),
                 )
@@ -196,19 +197,19 @@ class Loader:
         added = new_users.select("country", "gender", "age")
         for lake_name, _table, column, factory in GOLD:
             path = self.job.table(lake_name)
-            previous = sinks.read_delta_if_exists(self.spark, path)
+            previous = read_delta_if_exists(self.spark, path)
             increment = added.transform(factory(self.now))
             rows = (
                 increment
                 if previous is None
                 else aggregates.add_increment(previous, increment, column, self.now)
             )
-            sinks.overwrite_idempotent(rows, path, APP, batch_id)
+            overwrite_idempotent(rows, path, APP, batch_id)
 
     def project_gold(self) -> None:
         """The gold tables to the Cassandra aggregates, absolute values (as jobs.pipeline.project_gold)."""
         for lake_name, table, _column, _factory in GOLD:
-            sinks.write_cassandra(sinks.read_delta(self.spark, self.job.table(lake_name)), self.job, table)
+            write_cassandra(read_delta(self.spark, self.job.table(lake_name)), self.job, table)
 
 
 def mongo_reference(s: Settings) -> dict[str, Any]:
@@ -315,7 +316,7 @@ def main() -> int:
     s = job.common
     say("insights", f"namespace {KEYSPACE} / {DATABASE}, emptied; lake {job.lake_dir}")
     prepare_namespace(s)
-    spark = sinks.spark_session(job, "bench_insights")
+    spark = spark_session(job, "bench_insights")
     spark.sparkContext.setLogLevel("WARN")
     loader = Loader(spark, job, args.per_message, args.malformed_rate)
     phases: list[dict[str, Any]] = []

@@ -43,9 +43,10 @@ from bench.harness import DATABASE, KEYSPACE, TOPIC, prepare_namespace, say, wri
 from common import job_settings  # noqa: E402
 from ingest.envelope import make_batch, messages  # noqa: E402
 from ingest.generator import LocalGenerator  # noqa: E402
-from jobs import sinks  # noqa: E402
 from jobs.core import aggregates, projections, quality, transform  # noqa: E402
 from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
+from jobs.io import cassandra, delta, mongo  # noqa: E402
+from jobs.io.session import spark_session  # noqa: E402
 from jobs.pipeline import LakeProcessor  # noqa: E402
 
 # Replace-upserts are slow on FerretDB/SQLite (7 docs/s measured): a small sample says enough.
@@ -97,7 +98,7 @@ def main() -> int:
     say("stages", f"namespace {KEYSPACE} / {DATABASE}, emptied; lake {lake}")
     prepare_namespace()
     job = job_settings.load()
-    spark = sinks.spark_session(job, "bench_stages")
+    spark = spark_session(job, "bench_stages")
     spark.sparkContext.setLogLevel("WARN")
     n, per = args.users, args.per_message
     results: dict[str, dict[str, float]] = {}
@@ -131,13 +132,13 @@ def main() -> int:
             results,
             "bronze_append",
             n,
-            lambda: sinks.append_idempotent(second, job.table("bronze"), "bench-stages", 1),
+            lambda: delta.append_idempotent(second, job.table("bronze"), "bench-stages", 1),
         )
         timed(
             results,
             "silver_merge",
             n,
-            lambda: sinks.merge_insert_new(
+            lambda: delta.merge_insert_new(
                 spark, silver_rows, job.table("silver_users"), ["user_id"], "bench-stages", 1
             ),
         )
@@ -149,7 +150,7 @@ def main() -> int:
         )
         docs = projections.to_mongo_documents(new_users).persist()
         docs.count()
-        timed(results, "mongo_insert", n, lambda: sinks.write_mongo(docs, job, "randomUserCollection"))
+        timed(results, "mongo_insert", n, lambda: mongo.write_mongo(docs, job, "randomUserCollection"))
         sample = docs.limit(UPSERT_SAMPLE).persist()
         sample.count()
 
@@ -170,9 +171,17 @@ def main() -> int:
         latest_rows = projections.to_latest_users_rows(new_users).persist()
         users_rows.count(), latest_rows.count()
         timed(
-            results, "cassandra_users", n, lambda: sinks.write_cassandra(users_rows, job, "random_user_table")
+            results,
+            "cassandra_users",
+            n,
+            lambda: cassandra.write_cassandra(users_rows, job, "random_user_table"),
         )
-        timed(results, "cassandra_latest", n, lambda: sinks.write_cassandra(latest_rows, job, "latest_users"))
+        timed(
+            results,
+            "cassandra_latest",
+            n,
+            lambda: cassandra.write_cassandra(latest_rows, job, "latest_users"),
+        )
     finally:
         spark.stop()
         shutil.rmtree(lake, ignore_errors=True)

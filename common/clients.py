@@ -3,7 +3,7 @@
 Every process (the job's driver and listener, the batch jobs, ops, the dashboard, analytics,
 bench) connects through these, so an account, a timeout default or a TLS setting
 (CASSANDRA_SSL and its CA, MONGO_TLS in the URI, SASL_SSL for Kafka) cannot be forgotten in
-one place. Spark's own connectors are configured in jobs/sinks.py (the JVM trust store).
+one place. Spark's own connectors are configured in jobs/io/ (session.py: the JVM trust store).
 """
 
 from __future__ import annotations

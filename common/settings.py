@@ -190,7 +190,7 @@ class MongoSettings:
         """Connection URI; with an external MONGO_URI it is used as given.
 
         jvm=True: for the Java driver (Spark connector), which has no tlsCAFile option; it
-        trusts the JVM's trust store instead (jobs.sinks.spark_session installs it).
+        trusts the JVM's trust store instead (jobs.io.session.spark_session installs it).
         """
         if self.external_uri:
             return self.external_uri

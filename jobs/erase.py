@@ -29,9 +29,10 @@ from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, Str
 from common import clients, job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings, SettingsError, eraser_account
-from jobs import sinks
 from jobs.core import erasure
 from jobs.core.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
+from jobs.io import cassandra, delta, retry
+from jobs.io.session import spark_session
 from jobs.pipeline import GOLD
 
 log = logging.getLogger("jobs.erase")
@@ -66,7 +67,7 @@ def _table_exists(spark: SparkSession, path: str) -> bool:
 
 def _silver(spark: SparkSession, job: JobSettings) -> DataFrame | None:
     path = job.table("silver_users")
-    return sinks.read_delta(spark, path) if _table_exists(spark, path) else None
+    return delta.read_delta(spark, path) if _table_exists(spark, path) else None
 
 
 def resolve(
@@ -174,7 +175,7 @@ def erase_bronze(spark: SparkSession, job: JobSettings, subject: Subject) -> tup
     path = job.table("bronze")
     if not _table_exists(spark, path):
         return 0, 0
-    bronze = sinks.read_delta(spark, path)
+    bronze = delta.read_delta(spark, path)
     hits = bronze.where(_mentions("value", subject)).select("topic", "partition", "offset", "value").collect()
     plan = []
     for row in hits:
@@ -216,7 +217,7 @@ def _merge_delete(spark: SparkSession, path: str, rows: DataFrame, on: str) -> i
 
 
 def _ledger_keys(spark: SparkSession, job: JobSettings) -> DataFrame:
-    ledger = sinks.read_delta(spark, job.table(erasure.LEDGER_TABLE))
+    ledger = delta.read_delta(spark, job.table(erasure.LEDGER_TABLE))
     return ledger.select(F.col("subject_key").alias("_erased_key")).distinct()
 
 
@@ -235,13 +236,13 @@ def erase_delta_rows(spark: SparkSession, job: JobSettings, subject: Subject) ->
     erased = F.broadcast(_ledger_keys(spark, job))
     silver_path, quarantine_path = job.table("silver_users"), job.table("quarantine")
     if _table_exists(spark, silver_path):
-        silver = sinks.read_delta(spark, silver_path)
+        silver = delta.read_delta(spark, silver_path)
         hits = silver.join(
             erased, erasure.subject_key_col(F.col("user_id"), key) == erased["_erased_key"], "left_semi"
         ).select("user_id")
         counts["silver_users"] = _merge_delete(spark, silver_path, hits, "t.user_id = s.user_id")
     if _table_exists(spark, quarantine_path):
-        quarantine = sinks.read_delta(spark, quarantine_path)
+        quarantine = delta.read_delta(spark, quarantine_path)
         user = F.from_json(F.col("raw_json"), "login STRUCT<uuid: STRING>, email STRING")
         by_id = erasure.subject_key_col(user["login"]["uuid"], key)
         by_email = erasure.subject_key_col(F.concat(F.lit("email:"), normalise_email_col(user["email"])), key)
@@ -290,12 +291,12 @@ def recompute_gold(
     """Gold rows of the person's groups, recomputed from silver (now without them), projected to
     Cassandra as absolute values; a group left empty is deleted from gold and Cassandra.
 
-    Reuses the job's own gold factories (jobs.pipeline.GOLD) and writers (jobs.sinks)."""
+    Reuses the job's own gold factories (jobs.pipeline.GOLD) and writers (jobs/io)."""
     silver_path = job.table("silver_users")
     if not _table_exists(spark, silver_path):
         return {}
     now = dt.datetime.now(dt.UTC)
-    silver = sinks.read_delta(spark, silver_path)
+    silver = delta.read_delta(spark, silver_path)
     person = spark.createDataFrame(silver_rows, silver.schema) if silver_rows else None
     app_id = f"erase-{request_id}"
     emptied: dict[str, list[str]] = {}
@@ -307,18 +308,18 @@ def recompute_gold(
         elif _table_exists(spark, path):
             # A rerun after silver was already cleaned: the person's groups are unknown,
             # so every group is recomputed (absolute values: the same result, only slower).
-            groups = [r[0] for r in sinks.read_delta(spark, path).select(column).collect()]
+            groups = [r[0] for r in delta.read_delta(spark, path).select(column).collect()]
         else:
             continue
         rows = silver.transform(factory(now)).where(F.col(column).isin(groups)).persist()
         try:
             present = {r[0] for r in rows.select(column).collect()}
-            sinks.merge_upsert(spark, rows, path, [column], app_id, version)
+            delta.merge_upsert(spark, rows, path, [column], app_id, version)
             gone = sorted(set(groups) - present)
             if gone:
                 DeltaTable.forPath(spark, path).delete(F.col(column).isin(gone))
                 emptied[table] = gone
-            sinks.write_cassandra(rows, job, table)
+            cassandra.write_cassandra(rows, job, table)
             updated[table] = len(present)
         finally:
             rows.unpersist()
@@ -344,7 +345,7 @@ def record(
     """Append the request's ledger rows (subject keys only) with this status, exactly once."""
     version = job.common.pseudonym.key_version
     rows = _ledger_rows(spark, request_id, keys, version, requested_at, status)
-    sinks.append_idempotent(rows, job.table(erasure.LEDGER_TABLE), request_id, int(status == erasure.DONE))
+    delta.append_idempotent(rows, job.table(erasure.LEDGER_TABLE), request_id, int(status == erasure.DONE))
 
 
 def erase_lake(spark: SparkSession, job: JobSettings, subject: Subject) -> dict[str, int]:
@@ -396,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         log.error("cannot start: %s", exc)
         return 2
-    spark = sinks.spark_session(job, "erase")
+    spark = spark_session(job, "erase")
     spark.sparkContext.setLogLevel("WARN")
     try:
         request_id = run(spark, job, args.user_id, args.email)
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("erasure failed: %s", exc)
         return 2
     except Exception as exc:
-        log.error("erasure failed (run it again: every step is idempotent): %s", sinks.one_line(exc))
+        log.error("erasure failed (run it again: every step is idempotent): %s", retry.one_line(exc))
         return 1
     finally:
         spark.stop()

@@ -1,6 +1,6 @@
 """Either side of a job's driver dying ends the other: its Python process and its driver JVM.
 
-    spark = sinks.spark_session(...)
+    spark = spark_session(...)
     lifeline.install(spark)
 
 Under `scripts/spark-submit.sh` (local or client mode) the driver JVM is the parent of the

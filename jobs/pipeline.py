@@ -39,8 +39,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructField, StructType, TimestampType
 
 from common.job_settings import JobSettings
-from jobs import poison_batches, sinks
+from jobs import poison_batches
 from jobs.core import aggregates, erasure, projections, quality, transform
+from jobs.io import cassandra, delta, mongo, retry
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ class _Processor:
         self.app_id = app_id
         self.retry_base_delay = retry_base_delay
         self.on_report = on_report
-        self._ledger = sinks.CachedDeltaTable(spark, job.table(erasure.LEDGER_TABLE))
+        self._ledger = delta.CachedDeltaTable(spark, job.table(erasure.LEDGER_TABLE))
 
     def __call__(self, raw: DataFrame, batch_id: int) -> None:
         """foreachBatch: process the batch; one that keeps failing while every server answers is
@@ -188,7 +189,7 @@ class _Processor:
 
     def _timed(self, report: BatchReport, name: str, action: Callable[[], object]) -> None:
         start = time.monotonic()
-        sinks.with_retries(
+        retry.with_retries(
             name, action, base_delay=self.retry_base_delay, stall_timeout=self.job.sink_stall_timeout_s
         )
         report.durations_ms[name] = round((time.monotonic() - start) * 1000)
@@ -260,7 +261,7 @@ class ServingProcessor(_Processor):
             [
                 (
                     "cassandra_latest",
-                    lambda: sinks.write_cassandra(
+                    lambda: cassandra.write_cassandra(
                         projections.to_latest_users_rows(users), job, "latest_users"
                     ),
                 )
@@ -268,12 +269,12 @@ class ServingProcessor(_Processor):
             [
                 (
                     "cassandra_users",
-                    lambda: sinks.write_cassandra(
+                    lambda: cassandra.write_cassandra(
                         projections.to_random_user_rows(users), job, "random_user_table"
                     ),
                 )
             ],
-            [("mongo_users", lambda: sinks.write_mongo(documents, job, "randomUserCollection"))],
+            [("mongo_users", lambda: mongo.write_mongo(documents, job, "randomUserCollection"))],
         ]
 
 
@@ -290,8 +291,8 @@ class LakeProcessor(_Processor):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.write_bronze = write_bronze
         self._quarantine_exists = False
-        self._gold: dict[str, sinks.CachedDeltaTable] = {
-            lake_name: sinks.CachedDeltaTable(self.spark, self.job.table(lake_name), collect=True)
+        self._gold: dict[str, delta.CachedDeltaTable] = {
+            lake_name: delta.CachedDeltaTable(self.spark, self.job.table(lake_name), collect=True)
             for lake_name, *_ in GOLD
         }
 
@@ -305,7 +306,7 @@ class LakeProcessor(_Processor):
         try:
             if self.write_bronze:
                 self._timed(
-                    report, "bronze", lambda: sinks.append_idempotent(raw, job.table("bronze"), app, batch_id)
+                    report, "bronze", lambda: delta.append_idempotent(raw, job.table("bronze"), app, batch_id)
                 )
             checked = checked_users(raw).persist()
             cached.append(checked)
@@ -334,14 +335,14 @@ class LakeProcessor(_Processor):
                 self._timed(
                     report,
                     "quarantine",
-                    lambda: sinks.append_idempotent(
+                    lambda: delta.append_idempotent(
                         bad.transform(quality.quarantine_raw(started)), job.table("quarantine"), app, batch_id
                     ),
                 )
             self._timed(
                 report,
                 "silver",
-                lambda: sinks.merge_insert_new(
+                lambda: delta.merge_insert_new(
                     self.spark, silver_rows, job.table("silver_users"), ["user_id"], app, batch_id
                 ),
             )
@@ -356,13 +357,18 @@ class LakeProcessor(_Processor):
                 else [],
                 # An empty batch (Spark runs one when a query starts at `latest`) has no day to file
                 # its row under, and nothing to report.
-                [("cassandra_quality", lambda: sinks.write_cassandra(quality_row, job, "quality_metrics"))]
+                [
+                    (
+                        "cassandra_quality",
+                        lambda: cassandra.write_cassandra(quality_row, job, "quality_metrics"),
+                    )
+                ]
                 if report.records_in
                 else [],
                 [
                     (
                         "mongo_anomalies",
-                        lambda: sinks.write_mongo(
+                        lambda: mongo.write_mongo(
                             bad.transform(quality.quarantine_documents(key, key_version, started)),
                             job,
                             "anomalies",
@@ -402,13 +408,13 @@ class LakeProcessor(_Processor):
     def quarantine_exists(self) -> bool:
         if not self._quarantine_exists:
             self._quarantine_exists = (
-                sinks.read_delta_if_exists(self.spark, self.job.table("quarantine")) is not None
+                delta.read_delta_if_exists(self.spark, self.job.table("quarantine")) is not None
             )
         return self._quarantine_exists
 
     def new_users(self, batch_id: int) -> DataFrame:
         """The users that this batch inserted into silver (deterministic after any crash)."""
-        silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
+        silver = delta.read_delta(self.spark, self.job.table("silver_users"))
         return silver.where((F.col("first_app_id") == self.app_id) & (F.col("first_batch_id") == batch_id))
 
     def update_gold(
@@ -441,25 +447,25 @@ class LakeProcessor(_Processor):
                 committed = None
                 if previous is not None and not cache.reloaded and cache.tag == batch_id:
                     committed = previous
-                elif (previous is None or cache.reloaded) and sinks.txn_committed(
+                elif (previous is None or cache.reloaded) and delta.txn_committed(
                     self.spark, path, self.app_id, batch_id
                 ):
-                    committed = sinks.read_delta(self.spark, path)
+                    committed = delta.read_delta(self.spark, path)
                 if committed is not None:
                     log.info("%s: batch %d committed already, projecting it again", lake_name, batch_id)
-                    sinks.write_cassandra(committed, self.job, table)
+                    cassandra.write_cassandra(committed, self.job, table)
                     return
                 if previous is None:  # silver is only read when it is needed
-                    silver = sinks.read_delta(self.spark, self.job.table("silver_users"))
+                    silver = delta.read_delta(self.spark, self.job.table("silver_users"))
                     computed = silver.select("country", "gender", "age").transform(factory(started))
                 else:
                     increment = new_users.transform(factory(started))
                     computed = aggregates.add_increment(previous, increment, column, started)
                 rows = computed.collect()  # a few dozen rows: the one computation of this table
                 gold = self.spark.createDataFrame(rows, computed.schema)
-                sinks.overwrite_idempotent(gold, path, self.app_id, batch_id)
+                delta.overwrite_idempotent(gold, path, self.app_id, batch_id)
                 cache.put(rows, computed.schema, tag=batch_id)
-                sinks.write_cassandra(gold, self.job, table)
+                cassandra.write_cassandra(gold, self.job, table)
 
             return run
 

@@ -10,8 +10,8 @@ as Kafka Connect does with its dead-letter queue:
    process) is counted too.
 2. A failure counts only while every server answers (`servers_up`, a cheap connect as
    the preflight does): a server that is down is retried without end, as before. Within
-   a batch, jobs.sinks.with_retries gives a write's error to the batch after a few
-   identical failures with every server up (jobs.sinks.FailureProbe).
+   a batch, jobs.retry.with_retries gives a write's error to the batch after a few
+   identical failures with every server up (jobs.retry.FailureProbe).
 3. After POISON_BATCH_ATTEMPTS failed attempts the batch is processed in parts: its Kafka
    offset ranges (from the checkpoint: offsets/N-1 .. offsets/N) halved by partition, then
    by offset, recursively. A part that fails is halved again at once; a single record
@@ -56,8 +56,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from common.settings import Settings
-from jobs import preflight, sinks
+from jobs import preflight
 from jobs.core.transform import literal_time
+from jobs.io import delta, kafka, mongo, retry
 from ops import alerts
 
 log = logging.getLogger(__name__)
@@ -352,7 +353,7 @@ class Walk:
                     record.attempts -= 1
                     self.ledger.save()
                     raise
-                record.error = sinks.error_line(exc)
+                record.error = retry.error_line(exc)
                 self.ledger.save()
                 log.warning("part %d (%s) failed: %s", part.number, part.label(), record.error)
                 continue
@@ -390,8 +391,8 @@ def span_filter(spans: list[Span]) -> Column:
 
 def register_txn(spark: SparkSession, path: str, app_id: str, version: int) -> None:
     """Record (app_id, version) as done in the table: a later write under it is skipped."""
-    schema = sinks.read_delta(spark, path).schema
-    sinks.append_idempotent(spark.createDataFrame([], schema), path, app_id, version)
+    schema = delta.read_delta(spark, path).schema
+    delta.append_idempotent(spark.createDataFrame([], schema), path, app_id, version)
 
 
 # The Delta quarantine's columns (quality.quarantine_raw) and their types, plus `error`.
@@ -478,7 +479,7 @@ def read_records(spark: SparkSession, job: Any, spans: list[Span]) -> DataFrame:
     for s in spans:
         frames.append(
             spark.read.format("kafka")
-            .options(**sinks.kafka_options(job.common, k.job))
+            .options(**kafka.kafka_options(job.common, k.job))
             .option("assign", json.dumps({s.topic: [s.partition]}))
             .option("startingOffsets", json.dumps({s.topic: {str(s.partition): s.start}}))
             .option("endingOffsets", json.dumps({s.topic: {str(s.partition): s.end}}))
@@ -541,7 +542,7 @@ def run_batch(
             if not servers_up(job.common):
                 ledger.forgive()  # a server is down: not the batch's fault, retried as always
                 raise
-            error = sinks.error_line(exc)
+            error = retry.error_line(exc)
             ledger.failed(error)
             if state.attempts < limit:
                 log.error(
@@ -639,7 +640,7 @@ class _Split:
         if not self.lake:
             return
         app_id, part_id = self.ids(part)
-        if sinks.txn_committed(self.spark, self.job.table("silver_users"), app_id, part_id):
+        if delta.txn_committed(self.spark, self.job.table("silver_users"), app_id, part_id):
             state = self.ledger.state
             assert state is not None
             summary = (
@@ -660,12 +661,12 @@ class _Split:
         # What the failed part appended is not appended again by its halves.
         for table in ("bronze", "quarantine"):
             path = self.job.table(table)
-            if sinks.txn_committed(self.spark, path, app_id, part_id):
+            if delta.txn_committed(self.spark, path, app_id, part_id):
                 for child in children:
                     self._register(table, path, *self.ids(child))
 
     def _register(self, table: str, path: str, app_id: str, version: int) -> None:
-        sinks.with_retries(
+        retry.with_retries(
             f"{table}_registered",
             lambda: register_txn(self.spark, path, app_id, version),
             stall_timeout=self.job.sink_stall_timeout_s,
@@ -692,10 +693,10 @@ class _Split:
             )
 
         timeout = self.job.sink_stall_timeout_s
-        sinks.with_retries("quarantine_failed", append, stall_timeout=timeout)
+        retry.with_retries("quarantine_failed", append, stall_timeout=timeout)
         documents = failed_documents(raw, self.query, error, self.started)
-        sinks.with_retries(
-            "mongo_failed", lambda: sinks.write_mongo(documents, self.job, "anomalies"), stall_timeout=timeout
+        retry.with_retries(
+            "mongo_failed", lambda: mongo.write_mongo(documents, self.job, "anomalies"), stall_timeout=timeout
         )
         summary = (
             f"{self.query} batch {self.batch_id}: record {part.label()} failed processing "

@@ -35,8 +35,10 @@ from pyspark.sql import functions as F
 from common import job_settings
 from common.job_settings import JobSettings
 from common.settings import SettingsError
-from jobs import pipeline, preflight, sinks
+from jobs import pipeline, preflight
 from jobs.core import erasure, transform
+from jobs.io import cassandra, delta, retry
+from jobs.io.session import spark_session
 from jobs.pipeline import GOLD, BatchReport, LakeProcessor, ServingProcessor
 
 log = logging.getLogger("jobs.replay_bronze")
@@ -255,10 +257,10 @@ def plan(
             "directory (never the live lake)"
         )
     try:
-        version = sinks.delta_version(spark, bronze_path)
+        version = delta.delta_version(spark, bronze_path)
     except Exception as exc:
-        raise ReplayError(f"no bronze table to replay at {bronze_path}: {sinks.one_line(exc)}") from None
-    bronze = sinks.read_delta(spark, bronze_path, version).where(rng.condition())
+        raise ReplayError(f"no bronze table to replay at {bronze_path}: {retry.one_line(exc)}") from None
+    bronze = delta.read_delta(spark, bronze_path, version).where(rng.condition())
     boundaries, records = chunk_boundaries(bronze, batch_records)
     state = ReplayState(
         app_id=f"replay-{uuid.uuid4()}",
@@ -290,8 +292,8 @@ def restore_live_gold(spark: SparkSession, live: JobSettings) -> None:
     """
     for lake_name, table, _column, _factory in GOLD:
         path = live.table(lake_name)
-        rows = sinks.read_delta(spark, path)
-        sinks.with_retries(f"restore {table}", partial(sinks.write_cassandra, rows, live, table))
+        rows = delta.read_delta(spark, path)
+        retry.with_retries(f"restore {table}", partial(cassandra.write_cassandra, rows, live, table))
         log.info("restored %s from the live %s", table, path)
 
 
@@ -307,7 +309,7 @@ def run(
     # Both paths of the live job, on each chunk: the serving stores, then the lake and statistics.
     serving = ServingProcessor(spark, target, state.app_id)
     lake = LakeProcessor(spark, target, state.app_id, write_bronze=False)
-    bronze = sinks.read_delta(spark, state.bronze_path, state.bronze_version).where(rng.condition())
+    bronze = delta.read_delta(spark, state.bronze_path, state.bronze_version).where(rng.condition())
     started, first = time.monotonic(), state.done
     for index in range(state.done, len(state.boundaries)):
         chunk = bronze.where(chunk_condition(state.boundaries, index))
@@ -375,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ReplayError, preflight.PreflightError) as exc:
         log.error("cannot start: %s", exc)
         return 2
-    spark = sinks.spark_session(live, APP_NAME)
+    spark = spark_session(live, APP_NAME)
     spark.sparkContext.setLogLevel("WARN")
     try:
         run(spark, live, replay_lake, rng, args.batch_records)

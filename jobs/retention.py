@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from common import job_settings
 from common.job_settings import JobSettings
 from common.settings import SettingsError
-from jobs import sinks
+from jobs.io.session import spark_session
 
 log = logging.getLogger("jobs.retention")
 
@@ -78,7 +78,7 @@ def main() -> int:
     except SettingsError as exc:
         log.error("cannot start: %s", exc)
         return 2
-    spark = sinks.spark_session(job, "retention")
+    spark = spark_session(job, "retention")
     spark.sparkContext.setLogLevel("WARN")
     try:
         changes = apply(spark, job)

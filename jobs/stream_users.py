@@ -30,7 +30,9 @@ from pyspark.sql.streaming import StreamingQuery
 from common import job_settings
 from common.job_settings import JobSettings, QuerySettings
 from common.settings import SettingsError
-from jobs import lifeline, pipeline, poison_batches, preflight, sinks
+from jobs import lifeline, pipeline, poison_batches, preflight
+from jobs.io import delta, kafka, retry
+from jobs.io.session import spark_session
 from jobs.listener import MetricsListener
 from jobs.pipeline import LakeProcessor, ServingProcessor
 
@@ -75,7 +77,7 @@ class Job:
         self.metrics = metrics
         self.starting_offsets = starting_offsets
         self.available_now = available_now
-        self.app_ids = {q.name: sinks.app_id_for(job.checkpoint(q.name)) for q in job.queries}
+        self.app_ids = {q.name: delta.app_id_for(job.checkpoint(q.name)) for q in job.queries}
         self.failures: dict[str, int] = {}
 
     def start(self, q: QuerySettings) -> StreamingQuery:
@@ -90,7 +92,7 @@ class Job:
         )
         # The query's own thread inherits the pool: Spark's planning jobs run there too.
         processor.use_pool()
-        source = sinks.read_kafka(self.spark, self.job, q, self.starting_offsets)
+        source = kafka.read_kafka(self.spark, self.job, q, self.starting_offsets)
         if q.name == job_settings.SERVING:
             # The row-by-row work is part of the query's plan, built once; Spark replaces
             # current_timestamp() with each batch's planned time (the same on a rerun).
@@ -137,7 +139,7 @@ class Job:
                         continue
                     failed = True
                     if self.available_now:
-                        log.error("query %s failed: %s", q.name, sinks.one_line(error))
+                        log.error("query %s failed: %s", q.name, retry.one_line(error))
                         queries.pop(q.name)
                         continue
                     self.failures[q.name] = self.failures.get(q.name, 0) + 1
@@ -147,7 +149,7 @@ class Job:
                         q.name,
                         self.failures[q.name],
                         delay,
-                        sinks.one_line(error),
+                        retry.one_line(error),
                     )
                     queries.pop(q.name)
                     restart_at[q.name] = time.monotonic() + delay
@@ -162,7 +164,7 @@ class Job:
             try:
                 query.stop()  # graceful: the running batch finishes and is committed
             except Exception as exc:  # the JVM may be shutting down on the same signal
-                log.info("query %s stopped with the JVM: %s", name, sinks.one_line(exc))
+                log.info("query %s stopped with the JVM: %s", name, retry.one_line(exc))
         return 0
 
 
@@ -178,18 +180,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_preflight:
             preflight.run(job.common)
         for q in job.queries:
-            sinks.app_id_for(job.checkpoint(q.name))  # refuse a checkpoint without its app id
+            delta.app_id_for(job.checkpoint(q.name))  # refuse a checkpoint without its app id
     except (SettingsError, preflight.PreflightError) as exc:
         log.error("cannot start: %s", exc)
         return 2
 
-    spark = sinks.spark_session(job, APP_NAME)
+    spark = spark_session(job, APP_NAME)
     lifeline.install(spark)  # either side of the driver dying ends the other (jobs/lifeline.py)
     spark.sparkContext.setLogLevel("WARN")
     metrics = MetricsListener(job)  # each batch's progress -> pipeline_metrics and the log
     # A sink write failing the same way while every server answers goes to its batch, which
     # is processed in parts after POISON_BATCH_ATTEMPTS failures (jobs/poison_batches.py).
-    sinks.install_failure_probe(sinks.FailureProbe(lambda: poison_batches.servers_up(job.common)))
+    retry.install_failure_probe(retry.FailureProbe(lambda: poison_batches.servers_up(job.common)))
     spark.streams.addListener(metrics)
     stopping = threading.Event()
 
@@ -205,10 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         code = Job(spark, job, metrics, args.starting_offsets, args.available_now).run(names, stopping)
     except Exception as exc:
         if stopping.is_set():  # a signal interrupted a call into the JVM: a normal stop
-            log.info("stopping interrupted a call: %s", sinks.one_line(exc))
+            log.info("stopping interrupted a call: %s", retry.one_line(exc))
             code = 0
         else:
-            log.error("job failed: %s", sinks.one_line(exc))
+            log.error("job failed: %s", retry.one_line(exc))
             code = 1
     finally:
         spark.stop()

@@ -1,6 +1,6 @@
 """Enriched users -> the exact row shapes of the serving stores (Cassandra, Mongo).
 
-Kept apart from the writers (jobs/sinks.py) so the shapes are tested without servers. The
+Kept apart from the writers (jobs/io/) so the shapes are tested without servers. The
 Cassandra columns come from contract/tables.py (checked against ddl/cassandra/ by a test); the
 Mongo fields are kept in step with ddl/mongo/collections.json.
 """

@@ -27,8 +27,9 @@ from pyspark.sql import functions as F
 from common import job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings
-from jobs import erase, sinks
+from jobs import erase
 from jobs.core import aggregates, erasure, quality, transform
+from jobs.io import delta
 from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
 
 APP = "test-erasure-lake"
@@ -50,15 +51,15 @@ def _ingest(spark: SparkSession, job: JobSettings, batch_id: int, value: bytes) 
     """One micro-batch of one Kafka record, through the job's own steps (no serving stores)."""
     key, version = job.common.pseudonym.key, job.common.pseudonym.key_version
     raw = bronze_df(spark, [bronze_row(value, batch_id, key=f"batch-{batch_id}")])
-    sinks.append_idempotent(raw, job.table("bronze"), APP, batch_id)
+    delta.append_idempotent(raw, job.table("bronze"), APP, batch_id)
     checked = quality.with_reasons(transform.users_from_bronze(raw)).persist()
     bad = quality.quarantined(checked).transform(quality.quarantine_raw(PROCESSED))
-    sinks.append_idempotent(bad, job.table("quarantine"), APP, batch_id)
+    delta.append_idempotent(bad, job.table("quarantine"), APP, batch_id)
     enriched = quality.valid(checked).transform(transform.enrich_users(key, version, PROCESSED))
     silver = aggregates.latest_per_user(enriched).select(
         "*", F.lit(APP).alias("first_app_id"), F.lit(batch_id).cast("bigint").alias("first_batch_id")
     )
-    sinks.merge_insert_new(spark, silver, job.table("silver_users"), ["user_id"], APP, batch_id)
+    delta.merge_insert_new(spark, silver, job.table("silver_users"), ["user_id"], APP, batch_id)
     checked.unpersist()
     if batch_id == 0:
         for table in ("bronze", "quarantine", "silver_users"):
@@ -87,7 +88,7 @@ def files_naming(lake: Path, needles: list[str]) -> list[str]:
 
 
 def _silver_ids(spark: SparkSession, job: JobSettings) -> list[str]:
-    return sorted(r.user_id for r in sinks.read_delta(spark, job.table("silver_users")).collect())
+    return sorted(r.user_id for r in delta.read_delta(spark, job.table("silver_users")).collect())
 
 
 def _erase(spark: SparkSession, job: JobSettings, user_id: str | None, email: str | None) -> dict[str, int]:
@@ -144,9 +145,9 @@ def test_after_an_erasure_no_file_of_the_lake_names_the_person(
         "quarantine": 2,
     }
     assert _silver_ids(spark, job) == sorted(p["login"]["uuid"] for p in (bob, carol, dave))
-    quarantine = sinks.read_delta(spark, job.table("quarantine")).collect()
+    quarantine = delta.read_delta(spark, job.table("quarantine")).collect()
     assert [json.loads(r.raw_json)["login"]["uuid"] for r in quarantine] == [carol["login"]["uuid"]]
-    bronze = sorted(bytes(r.value) for r in sinks.read_delta(spark, job.table("bronze")).collect())
+    bronze = sorted(bytes(r.value) for r in delta.read_delta(spark, job.table("bronze")).collect())
     left = [bob, carol, dave, bob, invalid_carol]  # batches 0, 2 and 3 without them
     assert sorted(u["login"]["uuid"] for v in bronze for u in json.loads(v)["results"]) == sorted(
         p["login"]["uuid"] for p in left

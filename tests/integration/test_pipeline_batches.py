@@ -26,7 +26,8 @@ from pyspark.sql import SparkSession
 from common import clients, job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings
-from jobs import pipeline, sinks
+from jobs import pipeline
+from jobs.io import cassandra, retry
 from ops import cassandra_setup
 from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
 
@@ -46,7 +47,7 @@ def job(
 ) -> Iterator[JobSettings]:
     """The job's settings on a private keyspace and lake; every write must succeed at its first
     attempt (the job would retry a failing one forever)."""
-    monkeypatch.setattr(sinks, "with_retries", _once)
+    monkeypatch.setattr(retry, "with_retries", _once)
     c = stack.cassandra
     with clients.cassandra_session(c, c.admin) as admin:
         for statement in cassandra_setup.ddl_statements(KEYSPACE, c.replication_cql):
@@ -57,8 +58,8 @@ def job(
             admin.execute(f"TRUNCATE {KEYSPACE}.{table}")
     common = dataclasses.replace(stack, cassandra=dataclasses.replace(c, keyspace=KEYSPACE))
     settings = dataclasses.replace(job_settings.from_settings(common), lake_dir=tmp_path / "lake")
-    # The job's connector settings (sinks.spark_session) on the shared session, for this test.
-    conf = sinks.cassandra_conf(stack, c.writer)
+    # The job's connector settings (spark_session) on the shared session, for this test.
+    conf = cassandra.cassandra_conf(stack, c.writer)
     conf["spark.mongodb.write.connection.uri"] = stack.mongo.uri(stack.mongo.writer, jvm=True)
     previous = {key: spark.conf.get(key, None) for key in conf}
     for key, value in conf.items():

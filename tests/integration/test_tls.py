@@ -31,7 +31,8 @@ from pyspark.sql import SparkSession
 from common import clients
 from common.clients import cassandra_cluster
 from common.settings import Settings, from_mapping
-from jobs import sinks
+from jobs.io import cassandra, kafka
+from jobs.io.session import install_jvm_trust
 from ops import kafka_admin
 
 SEND_TIMEOUT_S = 20
@@ -235,7 +236,7 @@ def test_spark_reads_kafka_and_writes_cassandra_and_mongo_over_tls(
     spark: SparkSession, tls: Settings, topic: tuple[str, list[bytes]]
 ) -> None:
     name, values = topic
-    options = sinks.kafka_options(tls, tls.kafka.admin)
+    options = kafka.kafka_options(tls, tls.kafka.admin)
     assert options["kafka.security.protocol"] == "SASL_SSL" and options["kafka.ssl.truststore.type"] == "PEM"
     read = (
         spark.read.format("kafka")
@@ -248,7 +249,7 @@ def test_spark_reads_kafka_and_writes_cassandra_and_mongo_over_tls(
     assert sorted(bytes(r.value) for r in read.select("value").collect()) == sorted(values)
 
     # Cassandra connector over TLS (trust store of $STACK_DIR/tls), writer account, test keyspace.
-    conf = sinks.cassandra_conf(tls, tls.cassandra.writer)
+    conf = cassandra.cassandra_conf(tls, tls.cassandra.writer)
     assert conf["spark.cassandra.connection.ssl.enabled"] == "true"
     marker = f"tls-{uuid.uuid4().hex[:12]}"
     now = datetime.now(UTC).replace(microsecond=0)
@@ -257,9 +258,9 @@ def test_spark_reads_kafka_and_writes_cassandra_and_mongo_over_tls(
         "day date, batch_time timestamp, query_name string, batch_id long, input_rows long",
     )
     table = {"keyspace": tls.cassandra.keyspace, "table": "pipeline_metrics"}
-    row.write.format(sinks.CASSANDRA_FORMAT).mode("append").options(**conf, **table).save()
+    row.write.format(cassandra.CASSANDRA_FORMAT).mode("append").options(**conf, **table).save()
     back = (
-        spark.read.format(sinks.CASSANDRA_FORMAT)
+        spark.read.format(cassandra.CASSANDRA_FORMAT)
         .options(**conf, **table)
         .load()
         .where(f"query_name = '{marker}'")
@@ -288,7 +289,7 @@ def test_spark_reads_kafka_and_writes_cassandra_and_mongo_over_tls(
         ).save()
     assert "PKIX" in str(untrusted.value) or "SSLHandshake" in str(untrusted.value)
     assert tls.mongo.jvm_truststore is not None
-    sinks.install_jvm_trust(spark, tls.mongo.jvm_truststore)
+    install_jvm_trust(spark, tls.mongo.jvm_truststore)
     doc.write.format("mongodb").mode("append").options(**mongo, **{"connection.uri": uri}).save()
     # Read back with pymongo (the job only writes through the connector; its reads need $sample,
     # which FerretDB lacks).

@@ -14,8 +14,8 @@ from pyspark.sql import SparkSession
 from common import job_settings
 from common import settings as common_settings
 from jobs import poison_batches as pb
-from jobs import sinks
 from jobs.core import quality, transform
+from jobs.io import retry
 from tests.unit.bronze_rows import PROCESSED, TOPIC, bronze_df, bronze_row, encode, envelope
 from tests.unit.settings_env import minimal_env
 
@@ -204,7 +204,7 @@ def test_a_write_failing_the_same_way_with_every_server_up_goes_to_the_batch() -
         return True
 
     with pytest.raises(ValueError, match="value rejected"):
-        sinks.with_retries("silver", rejected, sleep=lambda _s: None, failure_probe=sinks.FailureProbe(up))
+        retry.with_retries("silver", rejected, sleep=lambda _s: None, failure_probe=retry.FailureProbe(up))
     assert (len(calls), len(probes)) == (3, 1)  # numbers aside, the same error three times
 
 
@@ -222,9 +222,9 @@ def test_a_write_failing_while_a_server_is_down_is_retried_until_it_succeeds() -
         probes.append(1)
         return False
 
-    probe = sinks.FailureProbe(down)
+    probe = retry.FailureProbe(down)
     assert (
-        sinks.with_retries("cassandra", down_then_up, sleep=lambda _s: None, failure_probe=probe) == "written"
+        retry.with_retries("cassandra", down_then_up, sleep=lambda _s: None, failure_probe=probe) == "written"
     )
     assert (len(calls), len(probes)) == (8, 2)  # probed after the 3rd and the 6th failure
 
@@ -238,8 +238,8 @@ def test_different_errors_in_a_row_are_not_identical_failures() -> None:
             raise error
         return "ok"
 
-    probe = sinks.FailureProbe(lambda: pytest.fail("never probed"))
-    assert sinks.with_retries("mongo", flaky, sleep=lambda _s: None, failure_probe=probe) == "ok"
+    probe = retry.FailureProbe(lambda: pytest.fail("never probed"))
+    assert retry.with_retries("mongo", flaky, sleep=lambda _s: None, failure_probe=probe) == "ok"
 
 
 def test_the_error_line_of_a_java_error_is_its_root_cause() -> None:
@@ -252,14 +252,14 @@ def test_the_error_line_of_a_java_error_is_its_root_cause() -> None:
         "WRITE_ANCIENT_DATETIME] You may get a different result\n"
         "\t... 12 more\n"
     )
-    assert sinks.error_line(RuntimeError(text)) == (
+    assert retry.error_line(RuntimeError(text)) == (
         "org.apache.spark.SparkUpgradeException: [INCONSISTENT_BEHAVIOR_CROSS_VERSION."
         "WRITE_ANCIENT_DATETIME] You may get a different result"
     )
-    assert sinks.error_line(
+    assert retry.error_line(
         RuntimeError("An error occurred while calling o1.x.\n: java.io.IOException: gone")
     ) == ("java.io.IOException: gone")
-    assert sinks.error_line(ValueError("plain")) == "ValueError: plain"
+    assert retry.error_line(ValueError("plain")) == "ValueError: plain"
 
 
 def test_a_failed_record_s_quarantine_row_has_the_quarantine_s_columns_and_types_plus_its_error(

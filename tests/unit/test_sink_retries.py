@@ -1,4 +1,4 @@
-"""jobs.sinks.with_retries: failures are retried with capped backoff, hung calls are detected."""
+"""jobs.retry.with_retries: failures are retried with capped backoff, hung calls are detected."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from common import job_settings
 from common import settings as common_settings
-from jobs import sinks
+from jobs.io import retry
 
 
 def test_a_failing_sink_is_retried_with_doubling_capped_delays_until_it_succeeds() -> None:
@@ -23,7 +23,7 @@ def test_a_failing_sink_is_retried_with_doubling_capped_delays_until_it_succeeds
         return "written"
 
     assert (
-        sinks.with_retries("cassandra", action, base_delay=1, max_delay=4, sleep=delays.append) == "written"
+        retry.with_retries("cassandra", action, base_delay=1, max_delay=4, sleep=delays.append) == "written"
     )
     assert (len(calls), delays) == (5, [1, 2, 4, 4])
 
@@ -40,8 +40,8 @@ def test_a_call_that_hangs_past_the_stall_timeout_is_reported_once_and_a_fast_on
         assert reported.wait(10), "the stall was never reported"
         return "finally"
 
-    assert sinks.with_retries("mongo", hang, stall_timeout=0.2, on_stall=on_stall) == "finally"
-    assert sinks.with_retries("fast", lambda: 1, stall_timeout=0.2, on_stall=on_stall) == 1
+    assert retry.with_retries("mongo", hang, stall_timeout=0.2, on_stall=on_stall) == "finally"
+    assert retry.with_retries("fast", lambda: 1, stall_timeout=0.2, on_stall=on_stall) == 1
     time.sleep(0.4)  # the fast call's timer was cancelled: nothing more is reported
     assert stalled == [("mongo", 0.2)]
 

@@ -1,0 +1,200 @@
+"""Retries of sink writes, the stall guard, and the probe that tells a poison write from a
+server that is down (jobs/poison_batches.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import tenacity
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first meaningful line of a (possibly Java) exception: for logs, not stack walls."""
+    text = str(exc).strip()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("at ", "Traceback", "File ")):
+            return f"{type(exc).__name__}: {line[:300]}"
+    return type(exc).__name__
+
+
+STALL_EXIT_CODE = 3
+
+
+def exit_on_stall(name: str, seconds: float) -> None:
+    """Crash-only recovery from a hung sink: exit, let the supervisor restart the job.
+
+    Some client calls have no timeout of their own (the Cassandra driver's schema refresh
+    waits forever on a connection lost while a server restarted: apache/cassandra-java-driver
+    JAVA-2546, scylladb/java-driver#343). The batch was not committed, so the restarted job
+    runs it again, idempotently.
+    """
+    log.error(
+        "sink %s stalled for %.0fs (hung client call): exiting with %d so the supervisor restarts the job",
+        name,
+        seconds,
+        STALL_EXIT_CODE,
+    )
+    logging.shutdown()
+    os._exit(STALL_EXIT_CODE)
+
+
+@contextmanager
+def stall_guard(name: str, timeout: float | None, on_stall: Callable[[str, float], None]) -> Iterator[None]:
+    """Call `on_stall(name, timeout)` if the block neither returns nor fails within `timeout` s."""
+    if not timeout:
+        yield
+        return
+    timer = threading.Timer(timeout, on_stall, (name, timeout))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def with_retries(
+    name: str,
+    action: Callable[[], T],
+    *,
+    base_delay: float = 1.0,
+    max_delay: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    stall_timeout: float | None = None,
+    on_stall: Callable[[str, float], None] = exit_on_stall,
+    failure_probe: FailureProbe | None = None,
+) -> T:
+    """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data.
+
+    A failing attempt is retried by tenacity, without end, after base_delay, 2x, 4x, ...
+    capped at max_delay (no jitter: the job is the servers' one writer, waiting for them to
+    come back, not contending with other clients); an attempt that neither fails nor returns
+    within `stall_timeout` seconds calls `on_stall` (by default: exit for a restart).
+    With a failure probe (`failure_probe`, else the one the job installed: see
+    install_failure_probe), a write that fails the same way FailureProbe.after times in a
+    row while every server answers is not retried further: its error is raised, for the
+    batch to be counted as failed (jobs/poison_batches.py). Servers that are down are
+    retried without end, as always.
+    """
+    probe = failure_probe or _installed.get("probe")
+    if probe is not None:
+        probe = probe.fresh()
+
+    def retry(exc: BaseException) -> bool:
+        if not isinstance(exc, Exception):
+            return False  # KeyboardInterrupt, SystemExit: not a failed write
+        # After identical failures with the servers up the data is at fault: to the batch.
+        return probe is None or not probe.gives_up(name, exc)
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "sink %s failed (attempt %d), retrying in %.0fs: %s",
+            name,
+            state.attempt_number,
+            state.upcoming_sleep,
+            one_line(exc) if exc is not None else "?",
+        )
+
+    def attempt() -> T:
+        with stall_guard(name, stall_timeout, on_stall):
+            return action()
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(retry),
+        wait=tenacity.wait_exponential(multiplier=base_delay, max=max_delay),
+        stop=tenacity.stop_never,
+        before_sleep=log_retry,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(attempt)
+
+
+# Identical failures of one write in a row before the servers are probed.
+SAME_FAILURES_BEFORE_PROBE = 3
+
+
+_HEXISH = re.compile(r"\b[0-9A-Fa-f-]*[0-9][0-9A-Fa-f-]*\b")
+
+
+def error_line(exc: BaseException) -> str:
+    """The line that says what went wrong: for a Java error, its root cause ("Caused by: ..."
+    last), not py4j's "An error occurred while calling o123.save"; else one_line."""
+    text = str(exc)
+    causes = [
+        line.strip()[len("Caused by: ") :]
+        for line in text.splitlines()
+        if line.strip().startswith("Caused by: ")
+    ]
+    if causes:
+        return causes[-1][:300]
+    for raw in text.splitlines()[1:]:
+        line = raw.strip()
+        if line.startswith(": "):  # py4j: ": org.apache.spark.SparkException: ..."
+            return line[2:][:300]
+    return one_line(exc)
+
+
+def error_signature(exc: BaseException) -> str:
+    """What makes two failures "the same": the error line without numbers, ids or paths' hashes."""
+    return _HEXISH.sub("#", error_line(exc))
+
+
+class FailureProbe:
+    """Counts identical failures of one write; after `after` of them asks `servers_up`.
+
+    One instance per write (fresh()): the count belongs to one with_retries call.
+    """
+
+    def __init__(self, servers_up: Callable[[], bool], after: int = SAME_FAILURES_BEFORE_PROBE) -> None:
+        self.servers_up = servers_up
+        self.after = after
+        self._last: str | None = None
+        self._same = 0
+
+    def fresh(self) -> FailureProbe:
+        return FailureProbe(self.servers_up, self.after)
+
+    def gives_up(self, name: str, exc: BaseException) -> bool:
+        """True when `exc` is the after-th identical failure in a row and the servers are up."""
+        signature = error_signature(exc)
+        self._same = self._same + 1 if signature == self._last else 1
+        self._last = signature
+        if self._same < self.after:
+            return False
+        self._same = 0  # probe again after as many more
+        if self.servers_up():
+            log.error(
+                "sink %s failed the same way %d times while every server answers: giving the error "
+                "to the batch: %s",
+                name,
+                self.after,
+                error_line(exc),
+            )
+            return True
+        log.warning("sink %s: a server is down, retrying without end: %s", name, error_line(exc))
+        return False
+
+
+_installed: dict[str, FailureProbe] = {}
+
+
+def install_failure_probe(probe: FailureProbe | None) -> None:
+    """The probe every with_retries of this process uses (None: retry everything forever)."""
+    if probe is None:
+        _installed.pop("probe", None)
+    else:
+        _installed["probe"] = probe
