@@ -113,11 +113,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# -XX:-DontCompileHugeMethods: HotSpot never JIT-compiles a method over 8,000 bytes of bytecode,
-# and the whole-stage-generated loop of the parse + quality + enrichment stage is 14,730 bytes
-# (Spark logs "Generated method too long to be JIT compiled"): it ran interpreted. Compiled, the
-# same stage takes 8-9 s of CPU for 20,000 users instead of 10-14 (docs/PERFORMANCE.md).
-# (spark.executor.extraJavaOptions carries it to a cluster's executors.)
 # A heap OutOfMemoryError ends the driver JVM at once (Spark would otherwise carry on with a
 # JVM in an unknown state); its Python side then ends too (jobs/lifeline.py), and the
 # supervisor restarts the job from its checkpoint.
@@ -127,7 +122,7 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --conf "spark.jars.ivy=$STACK_CACHE_DIR/ivy" \
   --conf "spark.scheduler.allocation.file=$ROOT/conf/fairscheduler.xml" \
   --conf "spark.jars.ivySettings=$ROOT/conf/ivysettings.xml" \
-  --driver-java-options "-XX:+ExitOnOutOfMemoryError -XX:-DontCompileHugeMethods $cds_flags -Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
+  --driver-java-options "-XX:+ExitOnOutOfMemoryError $cds_flags -Divy.default.ivy.user.dir=$STACK_CACHE_DIR/ivy -Dlog4j2.configurationFile=file://$ROOT/conf/log4j2.properties" \
   "${jar_args[@]}" \
   --py-files "$PYFILES" \
   "${args[@]}"
