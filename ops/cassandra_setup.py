@@ -38,14 +38,14 @@ from cassandra import (
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
+from pydantic import SecretStr
 
-from common import envfile
-from common.settings import Account, CassandraSettings, load
+from common.settings import Account, CassandraSettings, governance_settings, load
 
 log = logging.getLogger(__name__)
 
 DDL_DIR = Path(__file__).resolve().parent.parent / "ddl" / "cassandra"
-DEFAULT_ROLE = Account("cassandra", "cassandra")
+DEFAULT_ROLE = Account("cassandra", SecretStr("cassandra"))
 CONNECT_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine can take a while
 # A fresh node creates the default role shortly after it opens the CQL port (`ready` waits for
@@ -109,7 +109,9 @@ def build_cluster(
     return Cluster(
         contact_points=list(settings.hosts),
         port=settings.port,
-        auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
+        auth_provider=PlainTextAuthProvider(
+            username=account.user, password=account.password.get_secret_value()
+        ),
         execution_profiles={
             EXEC_PROFILE_DEFAULT: ExecutionProfile(
                 load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),
@@ -201,13 +203,13 @@ def _bootstrap_admin(settings: CassandraSettings) -> str:
                 sess.execute(
                     f"CREATE ROLE IF NOT EXISTS {admin.user} WITH SUPERUSER = true AND LOGIN = true "
                     "AND PASSWORD = %s",
-                    (admin.password,),
+                    (admin.password.get_secret_value(),),
                 )
                 # The role may exist from an earlier run with another password.
                 _set_password(
                     sess,
                     f"ALTER ROLE {admin.user} WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s",
-                    admin.password,
+                    admin.password.get_secret_value(),
                 )
             return f"created admin role {admin.user}"
         except NoHostAvailable as exc:
@@ -230,7 +232,9 @@ def _disable_default_role(sess: Session) -> str:
     leftover = role_grants(sess, role)
     for grant in sorted(leftover):
         sess.execute(f"REVOKE {grant.permission} ON {resource_cql(grant.resource)} FROM {role}")
-    if not (row.is_superuser or row.can_login or _password_matches(row, DEFAULT_ROLE.password)):
+    if not (
+        row.is_superuser or row.can_login or _password_matches(row, DEFAULT_ROLE.password.get_secret_value())
+    ):
         return "default role already disabled" + (f" ({len(leftover)} grants revoked)" if leftover else "")
     _set_password(
         sess,
@@ -267,13 +271,15 @@ def _ensure_login_role(sess: Session, account: Account) -> str:
     if row is None:
         sess.execute(
             f"CREATE ROLE IF NOT EXISTS {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
-            (account.password,),
+            (account.password.get_secret_value(),),
         )
         return f"{role} created"
-    if row.can_login and not row.is_superuser and _password_matches(row, account.password):
+    if row.can_login and not row.is_superuser and _password_matches(row, account.password.get_secret_value()):
         return f"{role} unchanged"
     _set_password(
-        sess, f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s", account.password
+        sess,
+        f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
+        account.password.get_secret_value(),
     )
     return f"{role} updated"
 
@@ -323,10 +329,7 @@ ERASER_TABLES: dict[str, tuple[str, ...]] = {
 
 def eraser_account(env: Mapping[str, str]) -> Account | None:
     """CASSANDRA_ERASER_USER/PASSWORD, when configured (older .env files lack them)."""
-    user, password = env.get("CASSANDRA_ERASER_USER", ""), env.get("CASSANDRA_ERASER_PASSWORD", "")
-    if not user or not password or password == envfile.GENERATED:
-        return None
-    return Account(user, password)
+    return governance_settings(env).eraser
 
 
 def desired_grants(settings: CassandraSettings, eraser: Account | None = None) -> dict[str, set[Grant]]:
