@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.settings import Settings, SettingsError, load
+from common.settings import Settings, SettingsError, governance_settings, load
 from jobs.pseudonymise import pseudonym
 from ops import cassandra_setup, mongo_setup
 
@@ -91,14 +91,8 @@ class Refused(ValueError):
 
 
 def min_count(env: Mapping[str, str]) -> int:
-    raw = env.get("DASHBOARD_MIN_COUNT") or "5"
-    try:
-        k = int(raw)
-    except ValueError:
-        raise SettingsError(f"DASHBOARD_MIN_COUNT={raw!r} is not an integer") from None
-    if k < 1:
-        raise SettingsError("DASHBOARD_MIN_COUNT must be at least 1")
-    return k
+    """DASHBOARD_MIN_COUNT: the dashboard's own threshold, validated by the same field."""
+    return governance_settings(env).dashboard_min_count
 
 
 def check_request(what: str, fields: Sequence[str] | None) -> tuple[str, ...]:
@@ -202,7 +196,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def export_log_path(settings: Settings) -> Path:
-    path = Path(settings.env.get("EXPORT_LOG") or "logs/exports.jsonl")
+    path = Path(governance_settings(settings.env).export_log)
     return path if path.is_absolute() else settings.stack.root / path
 
 
