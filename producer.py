@@ -29,10 +29,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Publish Random User API responses (or locally generated ones) to Kafka.",
     )
     producer_settings.add_arguments(parser)
-    parser.add_argument("--log-level", default=os.environ.get("PRODUCER_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=None, help="[PRODUCER_LOG_LEVEL, default INFO]")
     args = parser.parse_args(argv)
+    try:
+        env = envfile.load(envfile.PROJECT_ROOT)
+        common = load_settings(env)
+        level = args.log_level or producer_settings.ProducerEnv.from_env(env).log_level
+        settings = producer_settings.from_sources(env, args)
+    except SettingsError as exc:
+        print(f"producer.py: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -40,13 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Said on every connection to the local SASL_PLAINTEXT listener (127.0.0.1 only);
     # a remote cluster is configured with SASL_SSL (KAFKA_SECURITY_PROTOCOL).
     logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
-    try:
-        env = envfile.load(envfile.PROJECT_ROOT)
-        common = load_settings(env)
-        settings = producer_settings.from_sources(env, args)
-    except SettingsError as exc:
-        print(f"producer.py: {exc}", file=sys.stderr)
-        return 2
 
     stop = threading.Event()
 

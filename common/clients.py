@@ -55,7 +55,9 @@ def cassandra_cluster(
     return Cluster(
         contact_points=list(settings.hosts),
         port=settings.port,
-        auth_provider=PlainTextAuthProvider(username=account.user, password=account.password),
+        auth_provider=PlainTextAuthProvider(
+            username=account.user, password=account.password.get_secret_value()
+        ),
         execution_profiles={
             EXEC_PROFILE_DEFAULT: ExecutionProfile(
                 load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=settings.local_dc),

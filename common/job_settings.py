@@ -1,19 +1,56 @@
 """Settings of the Spark jobs: the shared connection settings plus the job's own knobs.
 
-Read once in the driver, validated with one-line errors, passed down explicitly.
+Read once in the driver (the model JobEnv: pydantic, one line per invalid value), passed
+down explicitly.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
 
 from common import settings as common_settings
-from common.settings import Settings, SettingsError
+from common.settings import EnvModel, Flag, Port, Settings
 
-_INTERVAL = re.compile(r"^\d+(\.\d+)? (milliseconds?|seconds?|minutes?)$")
-CONSISTENCY_LEVELS = {"ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL", "EACH_QUORUM"}
+_INTERVAL = r"^\d+(\.\d+)? (milliseconds?|seconds?|minutes?)$"
+Consistency = Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL", "EACH_QUORUM"]
+Upper = BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)
+
+
+class JobEnv(EnvModel):
+    """The variables of the Spark jobs' own knobs (.env.example, "Streaming job")."""
+
+    examples: ClassVar[dict[str, str]] = {
+        "serving_trigger_interval": "'5 seconds' or '500 milliseconds'",
+        "lake_trigger_interval": "'5 seconds' or '500 milliseconds'",
+    }
+
+    lake_dir: str = "lake"
+    checkpoint_dir: str = "checkpoints"
+    kafka_starting_offsets: str = "latest"
+    kafka_fail_on_data_loss: Flag = True
+    serving_trigger_interval: str = Field("500 milliseconds", pattern=_INTERVAL)
+    lake_trigger_interval: str = Field("30 seconds", pattern=_INTERVAL)
+    serving_max_offsets_per_trigger: int = Field(500, ge=1, le=10**9)
+    lake_max_offsets_per_trigger: int = Field(5000, ge=1, le=10**9)
+    spark_ui_port: Port = 4040
+    cassandra_write_consistency: Annotated[Consistency, Upper] = "LOCAL_QUORUM"
+    sink_stall_timeout_s: int = Field(600, ge=30, le=86_400)
+    sink_concurrency: int = Field(3, ge=1, le=8)
+    gold_full_recompute_every: int = Field(1000, ge=0, le=10**9)
+    poison_batch_attempts: int = Field(3, ge=1, le=100)
+    # jobs.replay_bronze's default target lake (else LAKE_DIR + "_replay").
+    replay_lake_dir: str = ""
+
+    @field_validator("kafka_starting_offsets")
+    @classmethod
+    def _offsets(cls, value: str) -> str:
+        if value not in {"latest", "earliest"} and not value.startswith("{"):
+            raise ValueError("must be latest, earliest or a JSON offsets map")
+        return value
 
 
 @dataclass(frozen=True)
@@ -44,6 +81,8 @@ class JobSettings:
     gold_full_recompute_every: int = 1000
     # Failed attempts of one micro-batch before it is processed in parts (jobs/poison_batches.py).
     poison_batch_attempts: int = 3
+    # REPLAY_LAKE_DIR: where jobs.replay_bronze rebuilds by default ("" = LAKE_DIR + "_replay").
+    replay_lake_dir: str = ""
 
     def table(self, name: str) -> str:
         """Path of a Delta table of the lake (bronze, quarantine, silver, gold_*)."""
@@ -63,47 +102,23 @@ def _path(root: Path, value: str) -> Path:
 
 
 def from_settings(settings: Settings) -> JobSettings:
-    env = settings.env
-    starting = env.get("KAFKA_STARTING_OFFSETS", "latest") or "latest"
-    if starting not in {"latest", "earliest"} and not starting.startswith("{"):
-        raise SettingsError(
-            f"KAFKA_STARTING_OFFSETS={starting!r} must be latest, earliest or a JSON offsets map"
-        )
-
-    def interval(key: str, default: str) -> str:
-        value = env.get(key, default) or default
-        if not _INTERVAL.match(value):
-            raise SettingsError(f"{key}={value!r} must look like '5 seconds' or '500 milliseconds'")
-        return value
-
-    consistency = (env.get("CASSANDRA_WRITE_CONSISTENCY", "LOCAL_QUORUM") or "LOCAL_QUORUM").upper()
-    if consistency not in CONSISTENCY_LEVELS:
-        raise SettingsError(
-            f"CASSANDRA_WRITE_CONSISTENCY={consistency!r} is not one of {sorted(CONSISTENCY_LEVELS)}"
-        )
+    e = JobEnv.from_env(settings.env)
     root = settings.stack.root
     return JobSettings(
         common=settings,
-        lake_dir=_path(root, env.get("LAKE_DIR", "lake") or "lake"),
-        checkpoint_dir=_path(root, env.get("CHECKPOINT_DIR", "checkpoints") or "checkpoints"),
-        starting_offsets=starting,
-        fail_on_data_loss=common_settings.env_bool(env, "KAFKA_FAIL_ON_DATA_LOSS", True),
-        serving=QuerySettings(
-            SERVING,
-            interval("SERVING_TRIGGER_INTERVAL", "500 milliseconds"),
-            common_settings.env_int(env, "SERVING_MAX_OFFSETS_PER_TRIGGER", 1, 10**9, 500),
-        ),
-        lake=QuerySettings(
-            LAKE,
-            interval("LAKE_TRIGGER_INTERVAL", "30 seconds"),
-            common_settings.env_int(env, "LAKE_MAX_OFFSETS_PER_TRIGGER", 1, 10**9, 5000),
-        ),
-        ui_port=common_settings.env_int(env, "SPARK_UI_PORT", 1, 65535, 4040),
-        cassandra_write_consistency=consistency,
-        sink_stall_timeout_s=common_settings.env_int(env, "SINK_STALL_TIMEOUT_S", 30, 86_400, 600),
-        sink_concurrency=common_settings.env_int(env, "SINK_CONCURRENCY", 1, 8, 3),
-        gold_full_recompute_every=common_settings.env_int(env, "GOLD_FULL_RECOMPUTE_EVERY", 0, 10**9, 1000),
-        poison_batch_attempts=common_settings.env_int(env, "POISON_BATCH_ATTEMPTS", 1, 100, 3),
+        lake_dir=_path(root, e.lake_dir),
+        checkpoint_dir=_path(root, e.checkpoint_dir),
+        starting_offsets=e.kafka_starting_offsets,
+        fail_on_data_loss=e.kafka_fail_on_data_loss,
+        serving=QuerySettings(SERVING, e.serving_trigger_interval, e.serving_max_offsets_per_trigger),
+        lake=QuerySettings(LAKE, e.lake_trigger_interval, e.lake_max_offsets_per_trigger),
+        ui_port=e.spark_ui_port,
+        cassandra_write_consistency=e.cassandra_write_consistency,
+        sink_stall_timeout_s=e.sink_stall_timeout_s,
+        sink_concurrency=e.sink_concurrency,
+        gold_full_recompute_every=e.gold_full_recompute_every,
+        poison_batch_attempts=e.poison_batch_attempts,
+        replay_lake_dir=e.replay_lake_dir,
     )
 
 

@@ -182,19 +182,13 @@ def _quality(snap: queries.Snapshot) -> None:
 
 def _active_alerts() -> dict[str, dict[str, object]]:
     """The alerts firing now, as the monitor and the supervisors recorded them (ops/alerts.py)."""
-    env = envfile.load()
-    stack_dir = Path(env.get("STACK_DIR") or ".stack")
-    if not stack_dir.is_absolute():
-        stack_dir = envfile.PROJECT_ROOT / stack_dir
-    return alerts.AlertStore(alerts.alert_file(env, stack_dir)).active()
+    env = envfile.load()  # ALERT_FILE may change while the page runs; the alert model reads it
+    return alerts.AlertStore(alerts.alert_file(env, _settings().stack_dir)).active()
 
 
 def _down_processes() -> list[tuple[str, str]]:
     """(name, one-line reason) of each supervised process that is down now (make demo)."""
-    env = envfile.load()
-    stack_dir = Path(env.get("STACK_DIR") or ".stack")
-    if not stack_dir.is_absolute():
-        stack_dir = envfile.PROJECT_ROOT / stack_dir
+    stack_dir = _settings().stack_dir
     down = []
     for state in supervise.states(stack_dir / "supervise"):
         check = supervise.status_check(state)

@@ -55,8 +55,8 @@ class Authenticator:
     def __init__(self, users: Iterable[DashboardUser], rounds: int = BCRYPT_ROUNDS) -> None:
         self._accounts: dict[str, tuple[Role, bytes]] = {}
         for user in users:
-            stored = user.password.encode()
-            hashed = stored if user.password.startswith("$2") else hash_password(user.password, rounds)
+            secret = user.password.get_secret_value()
+            hashed = secret.encode() if secret.startswith("$2") else hash_password(secret, rounds)
             self._accounts[user.name] = (user.role, hashed)
         # Checked when the user is unknown, so both paths cost one bcrypt verification.
         self._decoy = hash_password(secrets.token_urlsafe(24), rounds)

@@ -11,9 +11,12 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from common.envfile import PROJECT_ROOT
-from common.settings import SettingsError
+from common.settings import EnvModel, OptionalPort, SettingsError
 
 # The nationalities API 1.4 knows; anything else is ignored by the service.
 NATIONALITIES = (
@@ -71,33 +74,111 @@ class ProducerSettings:
     flush_timeout_s: float
 
 
+class ProducerEnv(EnvModel):
+    """The producer's variables (PRODUCER_*, .env.example "Producer"), or its flags' values."""
+
+    results: int = Field(10, ge=1, le=MAX_RESULTS, validation_alias="PRODUCER_RESULTS")
+    interval_s: float = Field(10, ge=0.001, le=86_400, validation_alias="PRODUCER_INTERVAL_S")
+    nationalities: str = Field("", validation_alias="PRODUCER_NATIONALITIES")
+    seed: str = Field("", validation_alias="PRODUCER_SEED")
+    api_url: str = Field(DEFAULT_API_URL, validation_alias="PRODUCER_API_URL")
+    source: Literal["api", "local", "auto"] = Field("auto", validation_alias="PRODUCER_SOURCE")
+    rate: float | None = Field(None, ge=0.001, le=10_000_000, validation_alias="PRODUCER_RATE")
+    malformed_rate: float = Field(0, ge=0, le=1, validation_alias="PRODUCER_MALFORMED_RATE")
+    metrics_port: OptionalPort = Field(9108, validation_alias="PRODUCER_METRICS_PORT")
+    spool_dir: str = Field("spool", validation_alias="PRODUCER_SPOOL_DIR")
+    producer_id: str = Field("", validation_alias="PRODUCER_ID")
+    connect_timeout_s: float = Field(5, ge=0.01, le=600, validation_alias="PRODUCER_CONNECT_TIMEOUT_S")
+    read_timeout_s: float = Field(30, ge=0.01, le=600, validation_alias="PRODUCER_READ_TIMEOUT_S")
+    backoff_base_s: float = Field(1, ge=0.001, le=3600, validation_alias="PRODUCER_BACKOFF_BASE_S")
+    backoff_max_s: float = Field(60, ge=0.001, le=3600, validation_alias="PRODUCER_BACKOFF_MAX_S")
+    memory_bound: int = Field(100, ge=1, le=1_000_000, validation_alias="PRODUCER_MEMORY_BOUND")
+    max_request_size: int = Field(
+        1_048_576, ge=10_000, le=100 * 1024 * 1024, validation_alias="PRODUCER_MAX_REQUEST_SIZE"
+    )
+    compression: Literal["lz4", "gzip", "none"] = Field("lz4", validation_alias="PRODUCER_COMPRESSION")
+    delivery_timeout_ms: int = Field(
+        120_000, ge=1000, le=3_600_000, validation_alias="PRODUCER_DELIVERY_TIMEOUT_MS"
+    )
+    max_batches: int | None = Field(None, ge=1, le=10**12, validation_alias="PRODUCER_MAX_BATCHES")
+    flush_timeout_s: float = Field(30, ge=0, le=3600, validation_alias="PRODUCER_FLUSH_TIMEOUT_S")
+    # Only a variable: producer.py's --log-level flag comes before the settings are read.
+    log_level: str = Field("INFO", validation_alias="PRODUCER_LOG_LEVEL")
+
+    @field_validator("nationalities")
+    @classmethod
+    def _nationalities(cls, value: str) -> str:
+        nats = [n.strip().upper() for n in value.split(",") if n.strip()]
+        unknown = [n for n in nats if n not in NATIONALITIES]
+        if unknown:
+            raise ValueError(
+                f"has unknown nationalities {','.join(unknown)} (known: {','.join(NATIONALITIES)})"
+            )
+        return ",".join(nats)
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("is not an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("producer_id")
+    @classmethod
+    def _producer_id(cls, value: str) -> str:
+        value = value or f"producer-{socket.gethostname()}"
+        if not all(c.isalnum() or c in "-_." for c in value) or len(value) > 100:
+            raise ValueError("may only hold letters, digits, '-', '_' and '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _together(self) -> ProducerEnv:
+        if self.rate is not None and self.source != "local":
+            raise ValueError(
+                "PRODUCER_RATE needs the local source (--source local): the API allows ~20,000 users/min"
+            )
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError(
+                f"backoff max {self.backoff_max_s:g} s is below the base {self.backoff_base_s:g} s"
+            )
+        return self
+
+
+# flag name -> (environment variable, help); the default shown is the model's.
+_FLAGS: dict[str, tuple[str, str]] = {
+    "results": ("PRODUCER_RESULTS", "users per API call / per message (1..5000)"),
+    "interval": ("PRODUCER_INTERVAL_S", "seconds between calls (ignored with --rate)"),
+    "nat": ("PRODUCER_NATIONALITIES", "comma-separated nationalities, e.g. GB,FR (empty: all 21)"),
+    "seed": ("PRODUCER_SEED", "seed for reproducible users (API `seed`, generator seed)"),
+    "api-url": ("PRODUCER_API_URL", "Random User API base URL"),
+    "source": ("PRODUCER_SOURCE", "api | local | auto (API, local generator if it does not answer)"),
+    "rate": ("PRODUCER_RATE", "load mode: users per second from the local generator"),
+    "malformed-rate": ("PRODUCER_MALFORMED_RATE", "local source: share of users made malformed (0..1)"),
+    "metrics-port": ("PRODUCER_METRICS_PORT", "Prometheus metrics port on 127.0.0.1 (0: off)"),
+    "spool-dir": ("PRODUCER_SPOOL_DIR", "where batches wait while Kafka is down"),
+    "producer-id": ("PRODUCER_ID", "this producer's id in every message (default: producer-HOSTNAME)"),
+    "connect-timeout": ("PRODUCER_CONNECT_TIMEOUT_S", "API connect timeout, seconds"),
+    "read-timeout": ("PRODUCER_READ_TIMEOUT_S", "API read timeout, seconds"),
+    "backoff-base": ("PRODUCER_BACKOFF_BASE_S", "first retry delay, seconds (doubles, full jitter)"),
+    "backoff-max": ("PRODUCER_BACKOFF_MAX_S", "retry delay cap, seconds"),
+    "memory-bound": ("PRODUCER_MEMORY_BOUND", "batches kept in memory before spooling to disk"),
+    "max-request-size": ("PRODUCER_MAX_REQUEST_SIZE", "largest Kafka message, bytes (split above)"),
+    "compression": ("PRODUCER_COMPRESSION", "lz4 | gzip | none"),
+    "delivery-timeout-ms": ("PRODUCER_DELIVERY_TIMEOUT_MS", "Kafka delivery timeout per attempt"),
+    "max-batches": ("PRODUCER_MAX_BATCHES", "stop after this many batches (default: run forever)"),
+    "flush-timeout": ("PRODUCER_FLUSH_TIMEOUT_S", "on exit, wait this long for Kafka before spooling"),
+}
+
+
+def _default_text(env_key: str) -> str:
+    name = ProducerEnv.variables()[env_key]
+    default = ProducerEnv.model_fields[name].default
+    return "" if default is None else f"{default:g}" if isinstance(default, float) else str(default)
+
+
 # flag name -> (environment variable, default as text, help)
 OPTIONS: dict[str, tuple[str, str, str]] = {
-    "results": ("PRODUCER_RESULTS", "10", "users per API call / per message (1..5000)"),
-    "interval": ("PRODUCER_INTERVAL_S", "10", "seconds between calls (ignored with --rate)"),
-    "nat": ("PRODUCER_NATIONALITIES", "", "comma-separated nationalities, e.g. GB,FR (empty: all 21)"),
-    "seed": ("PRODUCER_SEED", "", "seed for reproducible users (API `seed`, generator seed)"),
-    "api-url": ("PRODUCER_API_URL", DEFAULT_API_URL, "Random User API base URL"),
-    "source": ("PRODUCER_SOURCE", "auto", "api | local | auto (API, local generator if it does not answer)"),
-    "rate": ("PRODUCER_RATE", "", "load mode: users per second from the local generator"),
-    "malformed-rate": ("PRODUCER_MALFORMED_RATE", "0", "local source: share of users made malformed (0..1)"),
-    "metrics-port": ("PRODUCER_METRICS_PORT", "9108", "Prometheus metrics port on 127.0.0.1 (0: off)"),
-    "spool-dir": ("PRODUCER_SPOOL_DIR", "spool", "where batches wait while Kafka is down"),
-    "producer-id": ("PRODUCER_ID", "", "this producer's id in every message (default: producer-HOSTNAME)"),
-    "connect-timeout": ("PRODUCER_CONNECT_TIMEOUT_S", "5", "API connect timeout, seconds"),
-    "read-timeout": ("PRODUCER_READ_TIMEOUT_S", "30", "API read timeout, seconds"),
-    "backoff-base": ("PRODUCER_BACKOFF_BASE_S", "1", "first retry delay, seconds (doubles, full jitter)"),
-    "backoff-max": ("PRODUCER_BACKOFF_MAX_S", "60", "retry delay cap, seconds"),
-    "memory-bound": ("PRODUCER_MEMORY_BOUND", "100", "batches kept in memory before spooling to disk"),
-    "max-request-size": (
-        "PRODUCER_MAX_REQUEST_SIZE",
-        "1048576",
-        "largest Kafka message, bytes (split above)",
-    ),
-    "compression": ("PRODUCER_COMPRESSION", "lz4", "lz4 | gzip | none"),
-    "delivery-timeout-ms": ("PRODUCER_DELIVERY_TIMEOUT_MS", "120000", "Kafka delivery timeout per attempt"),
-    "max-batches": ("PRODUCER_MAX_BATCHES", "", "stop after this many batches (default: run forever)"),
-    "flush-timeout": ("PRODUCER_FLUSH_TIMEOUT_S", "30", "on exit, wait this long for Kafka before spooling"),
+    flag: (env_key, _default_text(env_key), text) for flag, (env_key, text) in _FLAGS.items()
 }
 
 
@@ -108,106 +189,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _number(name: str, raw: str, kind: type[int] | type[float], low: float, high: float) -> float:
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={raw} is outside {low:g}..{high:g}")
-    return value
-
-
 def from_sources(env: Mapping[str, str], args: argparse.Namespace | None = None) -> ProducerSettings:
-    """Flags win over the environment, which wins over the defaults."""
+    """Flags win over the environment, which wins over the defaults.
 
-    def raw(flag: str) -> tuple[str, str]:
-        env_key, default, _ = OPTIONS[flag]
+    A flag's value is read as its variable's would be; an error names the flag it came from."""
+    values = dict(env)
+    given: dict[str, str] = {}
+    for flag, (env_key, _, _) in OPTIONS.items():
         cli = getattr(args, flag.replace("-", "_"), None) if args is not None else None
         if cli is not None:
-            return f"--{flag}", str(cli).strip()
-        if env.get(env_key, "").strip():
-            return env_key, env[env_key].strip()
-        return env_key, default
-
-    def integer(flag: str, low: float, high: float) -> int:
-        return int(_number(*raw(flag), int, low, high))
-
-    def real(flag: str, low: float, high: float) -> float:
-        return float(_number(*raw(flag), float, low, high))
-
-    name, results_raw = raw("results")
-    results = int(_number(name, results_raw, int, 1, MAX_RESULTS))
-
-    name, nat_raw = raw("nat")
-    nats = tuple(n.strip().upper() for n in nat_raw.split(",") if n.strip())
-    unknown = [n for n in nats if n not in NATIONALITIES]
-    if unknown:
-        raise SettingsError(
-            f"{name}: unknown nationalities {','.join(unknown)} (known: {','.join(NATIONALITIES)})"
-        )
-
-    name, source = raw("source")
-    if source not in SOURCES:
-        raise SettingsError(f"{name}={source!r} must be one of {', '.join(SOURCES)}")
-    name, rate_raw = raw("rate")
-    rate = None
-    if rate_raw:
-        rate = _number(name, rate_raw, float, 0.001, 10_000_000)
-        if source != "local":
-            raise SettingsError(
-                f"{name} needs the local source (--source local): the API allows ~20,000 users/min"
-            )
-
-    name, url = raw("api-url")
-    if not url.startswith(("http://", "https://")):
-        raise SettingsError(f"{name}={url!r} is not an http(s) URL")
-
-    name, compression = raw("compression")
-    if compression not in COMPRESSIONS:
-        raise SettingsError(f"{name}={compression!r} must be one of {', '.join(COMPRESSIONS)}")
-
-    name, spool_raw = raw("spool-dir")
-    spool = Path(spool_raw)
-    if not spool.is_absolute():
-        spool = PROJECT_ROOT / spool
-
-    name, producer_id = raw("producer-id")
-    producer_id = producer_id or f"producer-{socket.gethostname()}"
-    if not all(c.isalnum() or c in "-_." for c in producer_id) or len(producer_id) > 100:
-        raise SettingsError(f"{name}={producer_id!r} may only hold letters, digits, '-', '_' and '.'")
-
-    name, max_batches_raw = raw("max-batches")
-    max_batches = int(_number(name, max_batches_raw, int, 1, 10**12)) if max_batches_raw else None
-
-    backoff_base = real("backoff-base", 0.001, 3600)
-    backoff_max = real("backoff-max", 0.001, 3600)
-    if backoff_max < backoff_base:
-        raise SettingsError(f"backoff max {backoff_max:g} s is below the base {backoff_base:g} s")
-
-    _, seed = raw("seed")
+            values[env_key] = str(cli).strip()
+            given[env_key] = f"--{flag}"
+    try:
+        e = ProducerEnv.from_env(values)
+    except SettingsError as exc:
+        lines = str(exc).splitlines()
+        for env_key, flag in given.items():
+            lines = [
+                flag + line.removeprefix(env_key) if line.startswith(env_key) else line for line in lines
+            ]
+        raise SettingsError("\n".join(lines)) from None
+    spool = Path(e.spool_dir)
     return ProducerSettings(
-        results=results,
-        interval_s=real("interval", 0.001, 86_400),
-        nationalities=nats,
-        seed=seed or None,
-        api_url=url if url.endswith("/") else url + "/",
-        source=source,
-        rate=rate,
-        malformed_rate=real("malformed-rate", 0, 1),
-        metrics_port=integer("metrics-port", 0, 65535),
-        spool_dir=spool,
-        producer_id=producer_id,
-        connect_timeout_s=real("connect-timeout", 0.01, 600),
-        read_timeout_s=real("read-timeout", 0.01, 600),
-        backoff_base_s=backoff_base,
-        backoff_max_s=backoff_max,
-        memory_bound=integer("memory-bound", 1, 1_000_000),
-        max_request_size=integer("max-request-size", 10_000, 100 * 1024 * 1024),
-        compression=compression,
-        delivery_timeout_ms=integer("delivery-timeout-ms", 1000, 3_600_000),
-        max_batches=max_batches,
-        flush_timeout_s=real("flush-timeout", 0, 3600),
+        results=e.results,
+        interval_s=e.interval_s,
+        nationalities=tuple(n for n in e.nationalities.split(",") if n),
+        seed=e.seed or None,
+        api_url=e.api_url,
+        source=e.source,
+        rate=e.rate,
+        malformed_rate=e.malformed_rate,
+        metrics_port=e.metrics_port,
+        spool_dir=spool if spool.is_absolute() else PROJECT_ROOT / spool,
+        producer_id=e.producer_id,
+        connect_timeout_s=e.connect_timeout_s,
+        read_timeout_s=e.read_timeout_s,
+        backoff_base_s=e.backoff_base_s,
+        backoff_max_s=e.backoff_max_s,
+        memory_bound=e.memory_bound,
+        max_request_size=e.max_request_size,
+        compression=e.compression,
+        delivery_timeout_ms=e.delivery_timeout_ms,
+        max_batches=e.max_batches,
+        flush_timeout_s=e.flush_timeout_s,
     )
 
 

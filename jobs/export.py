@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from common import clients
-from common.settings import Settings, SettingsError, load
+from common.settings import Settings, SettingsError, governance_settings, load
 from contract import tables
 from contract.tables import Aggregate
 from jobs.core.pseudonymise import pseudonym
@@ -93,14 +93,8 @@ class Refused(ValueError):
 
 
 def min_count(env: Mapping[str, str]) -> int:
-    raw = env.get("DASHBOARD_MIN_COUNT") or "5"
-    try:
-        k = int(raw)
-    except ValueError:
-        raise SettingsError(f"DASHBOARD_MIN_COUNT={raw!r} is not an integer") from None
-    if k < 1:
-        raise SettingsError("DASHBOARD_MIN_COUNT must be at least 1")
-    return k
+    """DASHBOARD_MIN_COUNT: the dashboard's own threshold, validated by the same field."""
+    return governance_settings(env).dashboard_min_count
 
 
 def check_request(what: str, fields: Sequence[str] | None) -> tuple[str, ...]:
@@ -204,7 +198,7 @@ def write(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def export_log_path(settings: Settings) -> Path:
-    path = Path(settings.env.get("EXPORT_LOG") or "logs/exports.jsonl")
+    path = Path(governance_settings(settings.env).export_log)
     return path if path.is_absolute() else settings.stack.root / path
 
 

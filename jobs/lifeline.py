@@ -106,6 +106,7 @@ def install(spark: Any = None, poll_s: float = POLL_S, death_signal: bool = True
     after the SparkSession is created. `spark` is only needed when pyspark launched the JVM.
     None when the parent is not a JVM (a notebook or a tool that set PYSPARK_GATEWAY_PORT).
     `death_signal=False` leaves the watcher thread alone (what runs where prctl does not)."""
+    # Process plumbing, not a setting: spark-submit sets it for the Python driver it starts.
     if os.environ.get("PYSPARK_GATEWAY_PORT"):
         # spark-submit launched us: the JVM should be our parent.
         jvm_pid = os.getppid()

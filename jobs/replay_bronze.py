@@ -361,7 +361,7 @@ def request(args: argparse.Namespace, live: JobSettings) -> tuple[ReplayRange, P
     )
     if rng.from_time and rng.to_time and rng.from_time >= rng.to_time:
         raise ReplayError("--from-time must be before --to-time")
-    chosen = args.replay_lake or live.common.env.get("REPLAY_LAKE_DIR") or f"{live.lake_dir}_replay"
+    chosen = args.replay_lake or live.replay_lake_dir or f"{live.lake_dir}_replay"
     lake = Path(chosen)
     return rng, lake if lake.is_absolute() else live.common.stack.root / lake
 

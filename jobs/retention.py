@@ -12,7 +12,6 @@ retention is applied by Delta itself when it writes a checkpoint.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
 from delta.tables import DeltaTable
@@ -20,27 +19,19 @@ from pyspark.sql import SparkSession
 
 from common import job_settings
 from common.job_settings import JobSettings
-from common.settings import SettingsError
+from common.settings import SettingsError, governance_settings
 from jobs.io.session import spark_session
 
 log = logging.getLogger("jobs.retention")
 
-_INTERVAL = re.compile(r"^interval \d+ (hours?|days?|weeks?)$")
-DEFAULTS = {
-    "delta.deletedFileRetentionDuration": ("DELTA_DELETED_FILE_RETENTION", "interval 7 days"),
-    "delta.logRetentionDuration": ("DELTA_LOG_RETENTION", "interval 30 days"),
-}
-
 
 def wanted_properties(job: JobSettings) -> dict[str, str]:
     """The table properties from the settings, validated (a typo must not disable retention)."""
-    props = {}
-    for prop, (var, default) in DEFAULTS.items():
-        value = (job.common.env.get(var) or default).strip()
-        if not _INTERVAL.match(value):
-            raise SettingsError(f"{var}={value!r} must look like 'interval 7 days'")
-        props[prop] = value
-    return props
+    governance = governance_settings(job.common.env)
+    return {
+        "delta.deletedFileRetentionDuration": governance.delta_deleted_file_retention,
+        "delta.logRetentionDuration": governance.delta_log_retention,
+    }
 
 
 def lake_tables(spark: SparkSession, job: JobSettings) -> list[str]:

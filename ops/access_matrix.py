@@ -22,7 +22,7 @@ from typing import Protocol
 
 from kafka.errors import KafkaError
 
-from common.settings import SettingsError, load
+from common.settings import Names, SettingsError, load
 from contract import tables
 from ops import kafka_admin
 
@@ -85,30 +85,19 @@ SUPERUSERS: tuple[tuple[str, str, str], ...] = (
 
 def names(env: Mapping[str, str]) -> dict[str, str]:
     """The values the templates need, from settings.env (defaults as in .env.example)."""
+    n = Names.from_env(env)
     return {
-        "keyspace": env.get("CASSANDRA_KEYSPACE") or "random_user_keyspace",
-        "topic": env.get("KAFKA_TOPIC") or "random_user_data",
-        "group_prefix": env.get("KAFKA_JOB_GROUP_PREFIX") or "random-user-job",
-        "database": env.get("MONGO_DATABASE") or "randomUserDB",
+        "keyspace": n.cassandra_keyspace,
+        "topic": n.kafka_topic,
+        "group_prefix": n.kafka_job_group_prefix,
+        "database": n.mongo_database,
     }
 
 
-DEFAULT_ACCOUNTS = {
-    "CASSANDRA_WRITER_USER": "spark_writer",
-    "CASSANDRA_READER_USER": "dashboard_reader",
-    "CASSANDRA_ERASER_USER": "eraser",
-    "CASSANDRA_ADMIN_USER": "rua_admin",
-    "KAFKA_PRODUCER_USER": "producer",
-    "KAFKA_JOB_USER": "spark_job",
-    "KAFKA_ADMIN_USER": "admin",
-    "MONGO_WRITER_USER": "spark_writer",
-    "MONGO_READER_USER": "reader",
-    "MONGO_ADMIN_USER": "rua_admin",
-}
-
-
 def account(entry_account: str, env: Mapping[str, str]) -> str:
-    return env.get(entry_account) or DEFAULT_ACCOUNTS[entry_account]
+    """The account name in variable `entry_account` (e.g. KAFKA_JOB_USER), or its default."""
+    name: str = getattr(Names.from_env(env), entry_account.lower())
+    return name
 
 
 def expected(system: str, env: Mapping[str, str]) -> set[tuple[str, str, str]]:

@@ -28,14 +28,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import requests
+from pydantic import SecretStr, field_validator, model_validator
 
-from common.settings import SettingsError
+from common.settings import EnvModel, Flag, Port
 
 log = logging.getLogger(__name__)
 
 HISTORY = 200
 HTTP_TIMEOUT_S = 10.0
 SMTP_TIMEOUT_S = 10.0
+
+
+NO_PASSWORD = SecretStr("")
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class SmtpChannel:
     sender: str
     recipients: list[str]
     user: str = ""
-    password: str = ""
+    password: SecretStr = NO_PASSWORD
     starttls: bool = False
     name: str = "email"
 
@@ -101,39 +105,61 @@ class SmtpChannel:
             if self.starttls:
                 smtp.starttls()
             if self.user:
-                smtp.login(self.user, self.password)
+                smtp.login(self.user, self.password.get_secret_value())
             smtp.send_message(msg)
 
 
+class AlertSettings(EnvModel):
+    """The alert channels and file (.env.example, "Monitoring and alerts")."""
+
+    alert_webhook_url: str = ""
+    alert_smtp_host: str = ""
+    alert_smtp_port: Port = 25
+    alert_smtp_from: str = "rua-monitor@localhost"
+    alert_smtp_to: str = ""
+    alert_smtp_user: str = ""
+    alert_smtp_password: SecretStr = SecretStr("")
+    alert_smtp_starttls: Flag = False
+    alert_file: str = ""
+
+    @field_validator("alert_webhook_url", "alert_smtp_host", mode="after")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def recipients(self) -> list[str]:
+        return [r.strip() for r in self.alert_smtp_to.split(",") if r.strip()]
+
+    @model_validator(mode="after")
+    def _smtp(self) -> AlertSettings:
+        if self.alert_smtp_host and not self.recipients:
+            raise ValueError("ALERT_SMTP_HOST is set but ALERT_SMTP_TO (comma-separated) is empty")
+        return self
+
+
 def channels_from_env(env: Mapping[str, str]) -> list[Channel]:
+    a = AlertSettings.from_env(env)
     channels: list[Channel] = [LogChannel()]
-    if url := env.get("ALERT_WEBHOOK_URL", "").strip():
-        channels.append(WebhookChannel(url))
-    if host := env.get("ALERT_SMTP_HOST", "").strip():
-        recipients = [r.strip() for r in env.get("ALERT_SMTP_TO", "").split(",") if r.strip()]
-        if not recipients:
-            raise SettingsError("ALERT_SMTP_HOST is set but ALERT_SMTP_TO (comma-separated) is empty")
-        raw_port = env.get("ALERT_SMTP_PORT", "") or "25"
-        try:
-            port = int(raw_port)
-        except ValueError:
-            raise SettingsError(f"ALERT_SMTP_PORT={raw_port!r} is not an integer") from None
+    if a.alert_webhook_url:
+        channels.append(WebhookChannel(a.alert_webhook_url))
+    if a.alert_smtp_host:
         channels.append(
             SmtpChannel(
-                host=host,
-                port=port,
-                sender=env.get("ALERT_SMTP_FROM", "") or "rua-monitor@localhost",
-                recipients=recipients,
-                user=env.get("ALERT_SMTP_USER", ""),
-                password=env.get("ALERT_SMTP_PASSWORD", ""),
-                starttls=(env.get("ALERT_SMTP_STARTTLS", "") or "false").lower() == "true",
+                host=a.alert_smtp_host,
+                port=a.alert_smtp_port,
+                sender=a.alert_smtp_from,
+                recipients=a.recipients,
+                user=a.alert_smtp_user,
+                password=a.alert_smtp_password,
+                starttls=a.alert_smtp_starttls,
             )
         )
     return channels
 
 
 def alert_file(env: Mapping[str, str], stack_dir: Path) -> Path:
-    raw = env.get("ALERT_FILE", "")
+    raw = AlertSettings.from_env(env).alert_file
     return Path(raw) if raw else stack_dir / "alerts.json"
 
 

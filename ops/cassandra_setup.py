@@ -33,6 +33,7 @@ from cassandra import (
     RequestValidationException,
 )
 from cassandra.cluster import NoHostAvailable, Session
+from pydantic import SecretStr
 
 from common.clients import cassandra_session as session
 from common.settings import Account, CassandraSettings, eraser_account, load
@@ -41,7 +42,7 @@ from contract import tables
 log = logging.getLogger(__name__)
 
 DDL_DIR = Path(__file__).resolve().parent.parent / "ddl" / "cassandra"
-DEFAULT_ROLE = Account("cassandra", "cassandra")
+DEFAULT_ROLE = Account("cassandra", SecretStr("cassandra"))
 # A fresh node creates the default role shortly after it opens the CQL port (`ready` waits for
 # it already; this only covers a setup run straight after a start).
 DEFAULT_ROLE_WAIT_S = 30.0
@@ -146,13 +147,13 @@ def _bootstrap_admin(settings: CassandraSettings) -> str:
                 sess.execute(
                     f"CREATE ROLE IF NOT EXISTS {admin.user} WITH SUPERUSER = true AND LOGIN = true "
                     "AND PASSWORD = %s",
-                    (admin.password,),
+                    (admin.password.get_secret_value(),),
                 )
                 # The role may exist from an earlier run with another password.
                 _set_password(
                     sess,
                     f"ALTER ROLE {admin.user} WITH SUPERUSER = true AND LOGIN = true AND PASSWORD = %s",
-                    admin.password,
+                    admin.password.get_secret_value(),
                 )
             return f"created admin role {admin.user}"
         except NoHostAvailable as exc:
@@ -175,7 +176,9 @@ def _disable_default_role(sess: Session) -> str:
     leftover = role_grants(sess, role)
     for grant in sorted(leftover):
         sess.execute(f"REVOKE {grant.permission} ON {resource_cql(grant.resource)} FROM {role}")
-    if not (row.is_superuser or row.can_login or _password_matches(row, DEFAULT_ROLE.password)):
+    if not (
+        row.is_superuser or row.can_login or _password_matches(row, DEFAULT_ROLE.password.get_secret_value())
+    ):
         return "default role already disabled" + (f" ({len(leftover)} grants revoked)" if leftover else "")
     _set_password(
         sess,
@@ -212,13 +215,15 @@ def _ensure_login_role(sess: Session, account: Account) -> str:
     if row is None:
         sess.execute(
             f"CREATE ROLE IF NOT EXISTS {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
-            (account.password,),
+            (account.password.get_secret_value(),),
         )
         return f"{role} created"
-    if row.can_login and not row.is_superuser and _password_matches(row, account.password):
+    if row.can_login and not row.is_superuser and _password_matches(row, account.password.get_secret_value()):
         return f"{role} unchanged"
     _set_password(
-        sess, f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s", account.password
+        sess,
+        f"ALTER ROLE {role} WITH LOGIN = true AND SUPERUSER = false AND PASSWORD = %s",
+        account.password.get_secret_value(),
     )
     return f"{role} updated"
 

@@ -22,14 +22,15 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import requests
 from cassandra.cluster import Session
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import Field
 
 from common import clients, job_settings
-from common.settings import Settings, SettingsError
+from common.settings import EnvModel, Settings, monitoring_settings
 from ops import cassandra_setup, kafka_admin, lag, mongo_setup
 
 log = logging.getLogger(__name__)
@@ -57,17 +58,17 @@ class Check:
         return asdict(self)
 
 
-def _env_number(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key, "")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{key}={raw!r} is not a number") from None
-    if value < 0:
-        raise SettingsError(f"{key}={value} must not be negative")
-    return value
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class MonitorEnv(EnvModel):
+    """The variables of the alert thresholds and the monitor (docs/OPERATIONS.md)."""
+
+    alert_no_batch_s: NonNegative = 300.0
+    alert_max_lag: NonNegative = 10_000.0
+    alert_quarantine_pct: NonNegative = 20.0
+    alert_max_restarts: NonNegative = 3.0
+    monitor_interval_s: float = Field(30.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,12 @@ class Thresholds:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Thresholds:
-        d = cls()
+        e = MonitorEnv.from_env(env)
         return cls(
-            no_batch_s=_env_number(env, "ALERT_NO_BATCH_S", d.no_batch_s),
-            max_lag=_env_number(env, "ALERT_MAX_LAG", d.max_lag),
-            quarantine_pct=_env_number(env, "ALERT_QUARANTINE_PCT", d.quarantine_pct),
-            max_restarts=_env_number(env, "ALERT_MAX_RESTARTS", d.max_restarts),
+            no_batch_s=e.alert_no_batch_s,
+            max_lag=e.alert_max_lag,
+            quarantine_pct=e.alert_quarantine_pct,
+            max_restarts=e.alert_max_restarts,
         )
 
 
@@ -388,11 +389,7 @@ def spark_checks(s: Settings) -> list[Check]:
 
 
 def producer_port(s: Settings) -> int:
-    raw = env_of(s).get("PRODUCER_METRICS_PORT", "") or "9108"
-    try:
-        return int(raw)
-    except ValueError:
-        raise SettingsError(f"PRODUCER_METRICS_PORT={raw!r} is not an integer") from None
+    return monitoring_settings(env_of(s)).producer_port
 
 
 def producer_metrics(s: Settings) -> dict[str, float] | None:

@@ -299,7 +299,7 @@ def ensure_users(admin: KafkaAdminClient, k: KafkaSettings) -> list[str]:
         if any(info["mechanism"] == mechanism for info in infos):
             continue
         errors = admin.alter_user_scram_credentials(
-            [UserScramCredentialUpsertion(account.user, mechanism, account.password)]
+            [UserScramCredentialUpsertion(account.user, mechanism, account.password.get_secret_value())]
         )
         if errors.get(account.user):
             raise RuntimeError(f"cannot create SCRAM user {account.user}: {errors[account.user]}")

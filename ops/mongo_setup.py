@@ -124,14 +124,14 @@ def ensure_user(
         roles = []
     existing = users_db.command("usersInfo", {"user": account.user, "db": users_db.name}).get("users", [])
     if not existing:
-        users_db.command("createUser", account.user, pwd=account.password, roles=roles)
+        users_db.command("createUser", account.user, pwd=account.password.get_secret_value(), roles=roles)
         log.info("created user %r", account.user)
         return
     changed = []
     # Locally a login tells whether the password changed; an external URI carries one account
     # only, so there the password is simply set again.
     if not settings.mongo.local or not _can_login(settings, account):
-        users_db.command("updateUser", account.user, pwd=account.password)
+        users_db.command("updateUser", account.user, pwd=account.password.get_secret_value())
         changed.append("password")
     current = sorted((r["role"], r["db"]) for r in existing[0].get("roles", []))
     if server.supports_roles and current != sorted((r["role"], r["db"]) for r in roles):

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load()
         monitor = Monitor(settings)
-        interval = args.interval or float(health.env_of(settings).get("MONITOR_INTERVAL_S", "") or 30)
+        interval = args.interval or health.MonitorEnv.from_env(health.env_of(settings)).monitor_interval_s
     except (SettingsError, ValueError) as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return 2

@@ -25,15 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections import ChainMap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from common import envfile
-from common.settings import MonitoringSettings, SettingsError, monitoring_settings
+from common.settings import ExternalServers, MonitoringSettings, SettingsError, monitoring_settings
 from ops.health import Thresholds
 
 ROOT = envfile.PROJECT_ROOT
@@ -81,7 +79,7 @@ MONITOR_ONLY: dict[str, str] = {
 
 def _env(root: Path = ROOT) -> Mapping[str, str]:
     """`.env` overlaid with the environment (as ops.health.env_of, without the secrets' checks)."""
-    return ChainMap(dict(os.environ), dict(envfile.load(root)))
+    return envfile.load(root)
 
 
 def _target(port: int) -> dict[str, Any]:
@@ -89,7 +87,8 @@ def _target(port: int) -> dict[str, Any]:
 
 
 def scrape_config(m: MonitoringSettings, env: Mapping[str, str]) -> dict[str, Any]:
-    """prometheus.yml: global intervals, the rule file, one job per endpoint."""
+    """prometheus.yml: global intervals, the rule file, one job per endpoint (the local servers')."""
+    external = ExternalServers.from_env(env)
     jobs: list[dict[str, Any]] = []
     if m.producer_port:
         jobs.append({"job_name": "producer", "static_configs": [_target(m.producer_port)]})
@@ -123,11 +122,11 @@ def scrape_config(m: MonitoringSettings, env: Mapping[str, str]) -> dict[str, An
             "static_configs": [_target(m.spark_ui_port)],
         }
     )
-    if m.kafka_exporter_port and not env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip():
+    if m.kafka_exporter_port and not external.kafka_bootstrap_servers:
         jobs.append({"job_name": "kafka", "static_configs": [_target(m.kafka_exporter_port)]})
-    if m.cassandra_exporter_port and not env.get("CASSANDRA_HOSTS", "").strip():
+    if m.cassandra_exporter_port and not external.cassandra_hosts:
         jobs.append({"job_name": "cassandra", "static_configs": [_target(m.cassandra_exporter_port)]})
-    if not env.get("MONGO_URI", "").strip():
+    if not external.mongo_uri:
         jobs.append(
             {
                 "job_name": "ferretdb",

@@ -22,7 +22,7 @@ from pathlib import Path
 from pymongo.errors import PyMongoError
 
 from common import clients
-from common.settings import Settings, SettingsError, load
+from common.settings import Settings, SettingsError, governance_settings, load
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,7 @@ COLLECTIONS = ("randomUserCollection", "anomalies")
 
 
 def retention_days(settings: Settings) -> int:
-    raw = settings.env.get("MONGO_RETENTION_DAYS") or "30"
-    try:
-        days = int(raw)
-    except ValueError:
-        raise SettingsError(f"MONGO_RETENTION_DAYS={raw!r} is not an integer") from None
-    if days < 1:
-        raise SettingsError("MONGO_RETENTION_DAYS must be at least 1")
-    return days
+    return governance_settings(settings.env).mongo_retention_days
 
 
 def purge_mongo(settings: Settings, now: dt.datetime, dry_run: bool = False) -> dict[str, int]:

@@ -21,7 +21,7 @@ def cassandra_conf(settings: Settings, account: Account) -> dict[str, str]:
         "spark.cassandra.connection.port": str(c.port),
         "spark.cassandra.connection.localDC": c.local_dc,
         "spark.cassandra.auth.username": account.user,
-        "spark.cassandra.auth.password": account.password,
+        "spark.cassandra.auth.password": account.password.get_secret_value(),
     }
     if c.ssl:
         if c.jvm_truststore is None:

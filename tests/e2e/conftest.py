@@ -36,7 +36,7 @@ def cassandra_admin(stack: Settings) -> Iterator[Session]:
     cluster = Cluster(
         list(c.hosts),
         port=c.port,
-        auth_provider=PlainTextAuthProvider(c.admin.user, c.admin.password),
+        auth_provider=PlainTextAuthProvider(c.admin.user, c.admin.password.get_secret_value()),
         protocol_version=5,
     )
     session = cluster.connect(c.keyspace)

@@ -159,7 +159,9 @@ def test_login_charts_table_and_live_refresh_in_chromium(
     browser.get(dashboard_url)
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, 'input[aria-label="User"]')))
     browser.find_element(By.CSS_SELECTOR, 'input[aria-label="User"]').send_keys(user.name)
-    browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys(user.password)
+    browser.find_element(By.CSS_SELECTOR, 'input[aria-label="Password"]').send_keys(
+        user.password.get_secret_value()
+    )
     browser.find_element(By.XPATH, "//button[.//p[text()='Log in']]").click()
 
     wait.until(lambda web: _metric(web, "Total users") == str(seed.TOTAL_USERS))

@@ -58,7 +58,7 @@ def _secrets(s: Settings) -> list[str]:
     accounts = [s.kafka.admin, s.kafka.producer, s.kafka.job, s.cassandra.admin, s.cassandra.writer]
     accounts += [s.cassandra.reader, s.mongo.admin, s.mongo.writer, s.mongo.reader]
     accounts += [eraser] if eraser else []
-    return [a.password for a in accounts] + [s.pseudonym.key.hex()]
+    return [a.password.get_secret_value() for a in accounts] + [s.pseudonym.key.hex()]
 
 
 def _ui_environment() -> str:

@@ -43,7 +43,9 @@ def test_cassandra_default_superuser_is_disabled_and_the_eraser_cannot_read_othe
     eraser = eraser_account(stack.env)
     assert eraser is not None
     cluster = Cluster(
-        list(c.hosts), port=c.port, auth_provider=PlainTextAuthProvider(eraser.user, eraser.password)
+        list(c.hosts),
+        port=c.port,
+        auth_provider=PlainTextAuthProvider(eraser.user, eraser.password.get_secret_value()),
     )
     try:
         sess = cluster.connect(c.keyspace)

@@ -57,7 +57,7 @@ def app_env(
 
 def _account(settings: DashboardSettings, role: Role) -> tuple[str, str]:
     user = next(u for u in settings.users if u.role is role)
-    return user.name, user.password
+    return user.name, user.password.get_secret_value()
 
 
 def _login(user: str, password: str) -> AppTest:

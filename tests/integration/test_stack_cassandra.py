@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from cassandra import Unauthorized
 from cassandra.cluster import NoHostAvailable
+from pydantic import SecretStr
 
 from common.settings import Account, Settings
 from ops.cassandra_setup import DEFAULT_ROLE, auth_failed, desired_grants, grants, in_scope, session
@@ -86,7 +87,9 @@ def test_app_roles_hold_exactly_their_grants(stack: Settings) -> None:
 
 
 def test_wrong_password_is_refused(stack: Settings) -> None:
-    wrong = Account(stack.cassandra.writer.user, stack.cassandra.writer.password + "-wrong")
+    wrong = Account(
+        stack.cassandra.writer.user, SecretStr(stack.cassandra.writer.password.get_secret_value() + "-wrong")
+    )
 
     with pytest.raises(NoHostAvailable) as refused:
         _select(stack, wrong, "any")

@@ -21,6 +21,7 @@ from kafka.errors import (
     KafkaTimeoutError,
     TopicAuthorizationFailedError,
 )
+from pydantic import SecretStr
 
 from common.settings import Account, KafkaSettings, Settings
 from ops import kafka_admin
@@ -189,7 +190,7 @@ def test_wrong_password_is_refused(stack: Settings, kafka: KafkaSettings) -> Non
     start = log_path.stat().st_size
 
     with pytest.raises(KafkaTimeoutError):
-        _bootstrap(kafka.client_config(Account(kafka.job.user, "not-the-password")))
+        _bootstrap(kafka.client_config(Account(kafka.job.user, SecretStr("not-the-password"))))
 
     # Refused by authentication, not lost on the network: the broker's own log says so.
     refusals = [line for line in _lines_since(log_path, start) if "Failed authentication" in line]

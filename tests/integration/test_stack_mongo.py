@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from pymongo import MongoClient, ReplaceOne
 from pymongo.errors import OperationFailure
 
@@ -110,7 +111,9 @@ def test_unauthenticated_client_is_refused(stack: Settings) -> None:
 @pytest.mark.parametrize("role", ["admin", "writer", "reader"])
 def test_wrong_password_is_refused(stack: Settings, role: str) -> None:
     account: Account = getattr(stack.mongo, role)
-    with _client(stack, Account(account.user, account.password + "-wrong")) as client:
+    with _client(
+        stack, Account(account.user, SecretStr(account.password.get_secret_value() + "-wrong"))
+    ) as client:
         with pytest.raises(OperationFailure) as err:
             client.admin.command("ping")
         assert err.value.code == AUTHENTICATION_FAILED

@@ -3,6 +3,8 @@ code grants exactly what the matrix says (no server needed)."""
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from common import envfile
 from common.settings import Account, from_mapping
 from ops import access_matrix, cassandra_setup, kafka_admin
@@ -20,7 +22,7 @@ def test_document_table_is_generated_from_the_matrix() -> None:
 def test_setup_code_grants_what_the_matrix_says() -> None:
     env = _example_env()
     s = from_mapping(env)
-    eraser = Account(env["CASSANDRA_ERASER_USER"], "x")
+    eraser = Account(env["CASSANDRA_ERASER_USER"], SecretStr("x"))
     cassandra = {
         (g.role, g.resource, g.permission)
         for grants in cassandra_setup.desired_grants(s.cassandra, eraser).values()

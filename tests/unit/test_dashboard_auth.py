@@ -6,6 +6,7 @@ import logging
 
 import bcrypt
 import pytest
+from pydantic import SecretStr
 
 from dashboard.auth import Authenticator, Identity, hash_password
 from dashboard.settings import DashboardUser, Role
@@ -19,9 +20,9 @@ ROUNDS = 4  # the cheapest bcrypt cost: the tests check the logic, not the cost
 def auth() -> Authenticator:
     return Authenticator(
         [
-            DashboardUser("operator", Role.OPERATOR, OPERATOR_PW),
+            DashboardUser("operator", Role.OPERATOR, SecretStr(OPERATOR_PW)),
             # A hash from the secrets is used as given, never re-hashed.
-            DashboardUser("viewer", Role.VIEWER, hash_password(VIEWER_PW, ROUNDS).decode()),
+            DashboardUser("viewer", Role.VIEWER, SecretStr(hash_password(VIEWER_PW, ROUNDS).decode())),
         ],
         rounds=ROUNDS,
     )

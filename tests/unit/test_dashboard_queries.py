@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 from cassandra import Unauthorized
 from cassandra.cluster import NoHostAvailable
+from pydantic import SecretStr
 
 from common.settings import Account, CassandraSettings
 from dashboard import queries
@@ -25,9 +26,9 @@ CASSANDRA = CassandraSettings(
     local_dc="datacenter1",
     keyspace="ks",
     replication={"class": "SimpleStrategy", "replication_factor": 1},
-    admin=Account("a", "p"),
-    writer=Account("w", "p"),
-    reader=Account("dashboard_reader", "p"),
+    admin=Account("a", SecretStr("p")),
+    writer=Account("w", SecretStr("p")),
+    reader=Account("dashboard_reader", SecretStr("p")),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from common.settings import SettingsError
 from dashboard.settings import DashboardUser, Role, from_mapping
@@ -32,8 +33,8 @@ def test_defaults() -> None:
         10,
     )
     assert s.users == (
-        DashboardUser("operator", Role.OPERATOR, "operator-secret-1"),
-        DashboardUser("viewer", Role.VIEWER, "viewer-secret-22"),
+        DashboardUser("operator", Role.OPERATOR, SecretStr("operator-secret-1")),
+        DashboardUser("viewer", Role.VIEWER, SecretStr("viewer-secret-22")),
     )
     assert s.cassandra.reader.user == "cassandra_reader"
     assert "secret" not in repr(s) and "secret" not in repr(s.users)
@@ -41,7 +42,7 @@ def test_defaults() -> None:
 
 def test_a_hash_wins_over_the_clear_password() -> None:
     s = from_mapping(_env(DASHBOARD_VIEWER_PASSWORD_HASH="$2b$12$abcdefghijklmnopqrstuu"), ROOT)
-    assert s.users[1].password == "$2b$12$abcdefghijklmnopqrstuu"
+    assert s.users[1].password.get_secret_value() == "$2b$12$abcdefghijklmnopqrstuu"
 
 
 @pytest.mark.parametrize(

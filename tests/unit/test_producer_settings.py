@@ -44,8 +44,8 @@ def test_flags_win_over_environment() -> None:
     [
         (["--results", "5001"], "--results=5001 is outside 1..5000"),
         (["--results", "0"], "--results=0 is outside 1..5000"),
-        (["--results", "ten"], "--results='ten' is not a number"),
-        (["--nat", "GB,XX"], "--nat: unknown nationalities XX"),
+        (["--results", "ten"], "--results='ten' is not an integer"),
+        (["--nat", "GB,XX"], "--nat='GB,XX' has unknown nationalities XX"),
         (["--source", "kafka"], "--source='kafka' must be one of api, local, auto"),
         (["--rate", "100"], "--rate needs the local source"),
         (["--api-url", "ftp://x"], "--api-url='ftp://x' is not an http(s) URL"),

@@ -9,7 +9,7 @@ import pytest
 
 from common.clients import cassandra_cluster
 from common.envfile import parse
-from common.settings import Settings, SettingsError, env_bool, from_mapping
+from common.settings import Settings, SettingsError, from_mapping
 from tests.unit.settings_env import minimal_env
 
 ROOT = Path("/project")
@@ -144,9 +144,11 @@ def test_external_servers_need_no_local_tls() -> None:
     assert s.mongo.uri() == "mongodb://m/"
 
 
-def test_env_bool_default_and_blank() -> None:
-    assert env_bool({}, "X", True) is True
-    assert env_bool({"X": " "}, "X", False) is False
+def test_flag_default_and_blank() -> None:
+    unset = {k: v for k, v in BASE.items() if k != "STACK_TLS"}
+    assert from_mapping(unset, ROOT).stack.tls is True
+    assert _load(STACK_TLS=" ", CASSANDRA_SSL="").stack.tls is True
+    assert _load(CASSANDRA_SSL=" ").cassandra.ssl is False
 
 
 def test_env_example_documents_every_tls_variable() -> None:
