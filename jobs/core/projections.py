@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from contract import tables
-from jobs.core.transform import utc_date
+from jobs.core.transform import ENRICHED_COLUMNS, utc_date
 
 logger = logging.getLogger(__name__)
 
@@ -21,30 +21,12 @@ logger = logging.getLogger(__name__)
 RANDOM_USER_COLUMNS: tuple[str, ...] = tables.columns("random_user_table")
 LATEST_USERS_COLUMNS: tuple[str, ...] = tables.columns("latest_users")
 
-# The Mongo document: _id = user_id, then the enriched fields (no raw contact data).
-MONGO_FIELDS: tuple[str, ...] = (
-    "ingestion_time",
-    "batch_id",
-    "title",
-    "first_name",
-    "last_name",
-    "full_name",
-    "gender",
-    "age",
-    "birth_year",
-    "country",
-    "nat",
-    "city",
-    "state",
-    "postcode",
-    "registered_date",
-    "email_domain",
-    "email_pseudo",
-    "phone_pseudo",
-    "cell_pseudo",
-    "processed_time",
-    "source",
+# The Mongo document: _id = user_id, then the enriched fields (no raw contact data) in their
+# order, less the Kafka/producer bookkeeping and the date of birth.
+_NOT_IN_MONGO = frozenset(
+    {"user_id", "date_of_birth", "producer_id", "seq", "topic", "partition", "offset", "user_index"}
 )
+MONGO_FIELDS: tuple[str, ...] = tuple(c for c in ENRICHED_COLUMNS if c not in _NOT_IN_MONGO)
 
 
 def _as_utc_midnight(day: Column) -> Column:
