@@ -27,6 +27,7 @@ from common import clients
 from common.settings import Settings, SettingsError, governance_settings, load
 from contract import tables
 from contract.tables import Aggregate
+from jobs.core.aggregates import AGE_BANDS
 from jobs.core.pseudonymise import pseudonym
 
 log = logging.getLogger("jobs.export")
@@ -131,17 +132,11 @@ def suppress(
 def age_band_of(age: object) -> str | None:
     if not isinstance(age, int) or age < 0:
         return None
-    for label, upper in (
-        ("0-17", 17),
-        ("18-24", 24),
-        ("25-34", 34),
-        ("35-44", 44),
-        ("45-54", 54),
-        ("55-64", 64),
-    ):
-        if age <= upper:
+    # The same bands as the statistics (an open last band).
+    for label, upper in AGE_BANDS:
+        if upper is None or age <= upper:
             return label
-    return "65+"
+    raise AssertionError("AGE_BANDS has no open last band")
 
 
 def extract_rows(
