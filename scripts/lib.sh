@@ -38,6 +38,15 @@ export GOPATH="$STACK_CACHE_DIR/go/path"
 export PIP_CACHE_DIR="$STACK_CACHE_DIR/pip"
 export GOFLAGS="-modcacherw"
 
+# The one way the stack scripts run Go (FerretDB, Prometheus): this machine's toolchain, no
+# go.work, niced (a first build takes minutes on a machine that others share).
+stack_go() {
+  local who="$1" go; shift
+  go="$(command -v go || echo /usr/local/go/bin/go)"
+  [ -x "$go" ] || fail "$who" "Go toolchain not found (install Go >= 1.26.7 or put it on PATH)"
+  GOTOOLCHAIN=local GOWORK=off nice -n 19 "$go" "$@"
+}
+
 VENV_PY="$ROOT/.venv/bin/python"
 
 say()  { printf '\033[1m[%s]\033[0m %s\n' "$1" "$2"; }

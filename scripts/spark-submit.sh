@@ -74,7 +74,7 @@ fi
 # SPARK_CDS=0 turns it off.
 cds_flags=""
 if [ "${SPARK_CDS:-1}" != 0 ]; then
-  CDS_KEY="$({ "$JAVA" -version 2>&1; echo "$SPARK_HOME"; ls "$SPARK_HOME/jars"; } | sha256sum | cut -c1-16)"
+  CDS_KEY="$({ cat "$JAVA_HOME/release"; echo "$SPARK_HOME"; ls "$SPARK_HOME/jars"; } | sha256sum | cut -c1-16)"
   CDS_FILE="$STACK_CACHE_DIR/spark-cds/$CDS_KEY.jsa"
   if [ ! -s "$CDS_FILE" ]; then
     mkdir -p "$STACK_CACHE_DIR/spark-cds"

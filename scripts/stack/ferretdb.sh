@@ -22,13 +22,6 @@ FERRETDB_PG_LOG="$LOG_DIR/ferretdb-postgresql.log"
 # The TLS listener (STACK_TLS=true).
 MONGO_TLS_PORT="${MONGO_TLS_PORT:-27018}"
 
-_ferretdb_go() {
-  local go
-  go="$(command -v go || echo /usr/local/go/bin/go)"
-  [ -x "$go" ] || fail ferretdb "Go toolchain not found (install Go >= 1.24 or put it on PATH)"
-  GOTOOLCHAIN=local "$go" "$@"
-}
-
 _ferretdb_pg_bin() {
   local d
   for d in /usr/lib/postgresql/*/bin; do [ -x "$d/pg_ctl" ] && { echo "$d"; return 0; }; done
@@ -57,7 +50,7 @@ ferretdb_install() {
   fi
   local src="$FERRETDB_HOME/src" dir total patch t0=$SECONDS
   say ferretdb "building FerretDB $FERRETDB_VERSION from the Go module proxy (first run only; ~3 min on 2 cores)"
-  dir=$(_ferretdb_go mod download -json "$FERRETDB_MODULE@$FERRETDB_VERSION" \
+  dir=$(stack_go ferretdb mod download -json "$FERRETDB_MODULE@$FERRETDB_VERSION" \
         | python3 -c 'import json, sys; print(json.load(sys.stdin).get("Dir", ""))') \
     || fail ferretdb "cannot download $FERRETDB_MODULE@$FERRETDB_VERSION from the Go module proxy"
   [ -d "$dir" ] || fail ferretdb "the Go module download gave no source directory"
@@ -71,13 +64,13 @@ ferretdb_install() {
     patch -s -p1 -d "$src" < "$patch" || fail ferretdb "patch $patch does not apply to $FERRETDB_VERSION"
   done
   say ferretdb "downloading the Go dependencies into $GOMODCACHE"
-  (cd "$src" && _ferretdb_go mod download -x 2>&1) \
+  (cd "$src" && stack_go ferretdb mod download -x 2>&1) \
     | awk '/^# get .*200 OK/ { n++; if (n % 20 == 0) { print "  [ferretdb] " n " files downloaded"; fflush() } }
            /error|Error/ { print "  [ferretdb] " $0 }'
-  total=$(cd "$src" && _ferretdb_go list -deps ./cmd/ferretdb 2>/dev/null | wc -l)
+  total=$(cd "$src" && stack_go ferretdb list -deps ./cmd/ferretdb 2>/dev/null | wc -l)
   say ferretdb "compiling up to $total packages (cached ones are skipped)"
   # -buildvcs=false: the source sits inside this project's git tree, whose commit is not FerretDB's.
-  (cd "$src" && _ferretdb_go build -v -trimpath -buildvcs=false -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb 2>&1) \
+  (cd "$src" && stack_go ferretdb build -v -trimpath -buildvcs=false -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb 2>&1) \
     | awk -v total="$total" '
         /^[a-zA-Z0-9_.\/-]+$/ { n++; if (n % 50 == 0) { printf "  [ferretdb] compiled %d/%d packages\n", n, total; fflush() } next }
         { print "  [ferretdb] " $0; fflush() }'

@@ -23,14 +23,6 @@ PROMETHEUS_ADDR="127.0.0.1:${PROMETHEUS_PORT:-9090}"
 
 JMX_EXPORTER_JAR="$STACK_CACHE_DIR/jmx-exporter/jmx_prometheus_javaagent-$JMX_EXPORTER_VERSION.jar"
 
-_prometheus_go() {
-  local go
-  go="$(command -v go || echo /usr/local/go/bin/go)"
-  [ -x "$go" ] || fail prometheus "Go toolchain not found (install Go >= 1.26 or put it on PATH)"
-  # Niced: the first build takes minutes on a machine that others share.
-  GOTOOLCHAIN=local GOWORK=off nice -n 19 "$go" "$@"
-}
-
 _prometheus_build_id() { echo "$PROMETHEUS_VERSION tags=$PROMETHEUS_TAGS"; }
 
 prometheus_install() {
@@ -39,7 +31,7 @@ prometheus_install() {
   fi
   local src="$STACK_CACHE_DIR/prometheus/src" dir total t0=$SECONDS version pkg="github.com/prometheus/common/version"
   say prometheus "building Prometheus from the Go module proxy ($PROMETHEUS_MODULE@$PROMETHEUS_VERSION; first run only: ~10 min on 2 cores, niced, one package at a time)"
-  dir=$(_prometheus_go mod download -json "$PROMETHEUS_MODULE@$PROMETHEUS_VERSION" \
+  dir=$(stack_go prometheus mod download -json "$PROMETHEUS_MODULE@$PROMETHEUS_VERSION" \
         | python3 -c 'import json, sys; print(json.load(sys.stdin).get("Dir", ""))') \
     || fail prometheus "cannot download $PROMETHEUS_MODULE@$PROMETHEUS_VERSION from the Go module proxy"
   [ -d "$dir" ] || fail prometheus "the Go module download gave no source directory"
@@ -47,12 +39,12 @@ prometheus_install() {
   cp -r "$dir" "$src" && chmod -R u+w "$src"
   version="$(cat "$src/VERSION")"  # the module v0.316.0 is Prometheus 3.16.0
   say prometheus "listing the packages of Prometheus $version (downloads the Go modules it needs into $GOMODCACHE)"
-  total=$(cd "$src" && _prometheus_go list -tags "$PROMETHEUS_TAGS" -deps ./cmd/prometheus 2>"$src/.list.err" | wc -l)
+  total=$(cd "$src" && stack_go prometheus list -tags "$PROMETHEUS_TAGS" -deps ./cmd/prometheus 2>"$src/.list.err" | wc -l)
   [ "$total" -gt 0 ] || { cat "$src/.list.err" >&2; fail prometheus "cannot resolve the Go dependencies (see above)"; }
   say prometheus "compiling up to $total packages (cached ones are skipped)"
   # -buildvcs=false: the copy has no VCS of its own. The version comes in through ldflags, as
   # upstream's promu does, so `prometheus --version` and /api/v1/status/buildinfo tell it.
-  (cd "$src" && _prometheus_go build -p 1 -v -trimpath -buildvcs=false -tags "$PROMETHEUS_TAGS" \
+  (cd "$src" && stack_go prometheus build -p 1 -v -trimpath -buildvcs=false -tags "$PROMETHEUS_TAGS" \
       -ldflags "-X $pkg.Version=$version -X $pkg.Revision=$PROMETHEUS_VERSION -X $pkg.Branch=module -X $pkg.BuildUser=random-user-analytics" \
       -o "$PROMETHEUS_BIN.tmp" ./cmd/prometheus 2>&1) \
     | awk -v total="$total" '
