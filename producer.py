@@ -10,11 +10,9 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
-from common import envfile
+from common import envfile, stopping
 from common.settings import SettingsError
 from common.settings import from_mapping as load_settings
 from ingest import settings as producer_settings
@@ -49,17 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a remote cluster is configured with SASL_SSL (KAFKA_SECURITY_PROTOCOL).
     logging.getLogger("kafka.net.sasl.scram").setLevel(logging.ERROR)
 
-    stop = threading.Event()
+    stop = stopping.Stop()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.warning("second %s: exiting without waiting for Kafka", signal.Signals(signum).name)
-            os._exit(130)
-        log.info("%s received: finishing", signal.Signals(signum).name)
-        stop.set()
+    def exit_now(signum: int) -> None:
+        log.warning("second %s: exiting without waiting for Kafka", signal.Signals(signum).name)
+        os._exit(130)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping.install(stop, log, on_repeat=exit_now)
     runner = Runner(settings, common.kafka, stop)
     runner.metrics.serve(settings.metrics_port, common.stack.bind_host)
     return runner.run()

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
-from types import FrameType
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from common import job_settings
+from common import job_settings, stopping
 from common.job_settings import JobSettings, QuerySettings
 from common.settings import SettingsError
 from jobs import lifeline, pipeline, poison_batches, preflight
@@ -121,14 +119,14 @@ class Job:
         )
         return query
 
-    def run(self, names: list[str], stopping: threading.Event) -> int:
+    def run(self, names: list[str], stop: threading.Event) -> int:
         """Run the queries until a signal (or, available-now, until they are done)."""
         wanted = [q for q in self.job.queries if q.name in names]
         queries = {q.name: self.start(q) for q in wanted}
         restart_at: dict[str, float] = {}
         failed = False
-        while not stopping.is_set():
-            stopping.wait(0.5)
+        while not stop.is_set():
+            stop.wait(0.5)
             for q in wanted:
                 query = queries.get(q.name)
                 if query is not None and not query.isActive:
@@ -193,20 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     # is processed in parts after POISON_BATCH_ATTEMPTS failures (jobs/poison_batches.py).
     retry.install_failure_probe(retry.FailureProbe(lambda: poison_batches.servers_up(job.common)))
     spark.streams.addListener(metrics)
-    stopping = threading.Event()
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        # Graceful: the running batches finish and are committed; nothing is half-done
-        # that a restart would not redo idempotently anyway.
-        log.info("signal %d: stopping the queries", signum)
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # Graceful: the running batches finish and are committed; nothing is half-done that a
+    # restart would not redo idempotently anyway.
+    stop = stopping.Stop()
+    stopping.install(stop, log)
     try:
-        code = Job(spark, job, metrics, args.starting_offsets, args.available_now).run(names, stopping)
+        code = Job(spark, job, metrics, args.starting_offsets, args.available_now).run(names, stop)
     except Exception as exc:
-        if stopping.is_set():  # a signal interrupted a call into the JVM: a normal stop
+        if stop.is_set():  # a signal interrupted a call into the JVM: a normal stop
             log.info("stopping interrupted a call: %s", retry.one_line(exc))
             code = 0
         else:
@@ -214,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
     finally:
         spark.stop()
-    if stopping.is_set():
+    if stop.is_set():
         log.info("stopped on signal")
     return code
 

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from common import stopping
 from common.settings import Settings, SettingsError, load
 from ops import alerts, health, supervise
 
@@ -144,14 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.once:
         monitor.run_once()
         return 1 if monitor.store.active() else 0
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stopping.Stop()
+    stopping.install(stop, log)
     log.info("monitoring every %.0fs; alerts -> %s", interval, ", ".join(c.name for c in monitor.channels))
     while not stop.is_set():
         try:

@@ -40,9 +40,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from common import stopping
 from common.settings import SettingsError, load
 from ops import alerts, health
 
@@ -107,7 +107,7 @@ class Supervisor:
         self.channels = channels
         self.store = store
         self.log_path = log_path
-        self.stopping = threading.Event()
+        self.stopping = stopping.Stop()
         self.child: subprocess.Popen[bytes] | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
@@ -191,7 +191,9 @@ class Supervisor:
         return code
 
     def stop(self, signum: int) -> None:
-        self.stopping.set()
+        """Forward `signum` to the child's process group and end the supervision (safe in a
+        signal handler: common/stopping.py)."""
+        self.stopping.request(signum)
         if self.child is not None and self.child.poll() is None:
             log.info("%s: forwarding signal %d to process group %d", self.state.name, signum, self.child.pid)
             with contextlib.suppress(ProcessLookupError):
@@ -381,11 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         args.log,
     )
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        supervisor.stop(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping.install(supervisor.stopping, log, on_signal=supervisor.stop)
     return supervisor.run()
 
 

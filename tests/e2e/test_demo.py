@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -87,11 +88,41 @@ class Demo:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            assert self.proc.wait(timeout=180) == 0
+            code = self.proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            stuck = self.stuck()
+            raise AssertionError(f"the demo did not stop within 180 s after SIGTERM\n{stuck}") from None
         finally:
             self.kill()
+        assert code == 0
         for name in self.components:
             assert self.job_state(name)["status"] == "stopped", name
+
+    def stuck(self) -> str:
+        """What is still running, with the Python stacks of the supervisors and the producer
+        (they dump them on SIGUSR1: common/stopping.py), and the end of the demo's output."""
+        ps = subprocess.run(
+            ["ps", "-eo", "pid,pgid,ppid,stat,etime,args", "--sort=pgid"],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+        groups = {str(self.proc.pid if self.proc else "")} | {
+            str(self.job_state(n).get("pid")) for n in self.components
+        }
+        mine = [line for line in ps[1:] if line.split()[1] in groups]
+        for line in mine:
+            if "ops.supervise" in line or "producer.py" in line:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(line.split()[0]), signal.SIGUSR1)
+        time.sleep(2)
+        out = (self.workdir / "demo.out").read_text(errors="replace")[-6000:]
+        logs = self.workdir / "stack" / "logs"
+        tails = "".join(
+            f"\n--- {log.name} (end) ---\n{log.read_text(errors='replace')[-3000:]}"
+            for log in sorted(logs.glob("*.log"))
+        )
+        return "\n".join([ps[0], *mine]) + f"\n--- demo.out (end) ---\n{out}{tails}"
 
     def kill(self) -> None:
         """Whatever is left (the job runs in a process group of its own, under the supervisor)."""
