@@ -8,15 +8,16 @@ one place. Spark's own connectors are configured in jobs/io/ (session.py: the JV
 
 from __future__ import annotations
 
+import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
-from pymongo import MongoClient
+from pymongo import MongoClient, uri_parser
 
 from common.settings import Account, CassandraSettings, KafkaSettings, Settings
 
@@ -25,6 +26,48 @@ CASSANDRA_REQUEST_TIMEOUT_S = 60.0  # schema changes on a busy 2-core machine ca
 MONGO_TIMEOUT_MS = 5000
 
 MongoDocument = dict[str, Any]
+REFUSED_PROBE_TIMEOUT_S = 2.0
+
+
+def refused(addresses: Iterable[tuple[str, int]], timeout_s: float = REFUSED_PROBE_TIMEOUT_S) -> str | None:
+    """ "nothing listens on ..." when every address refuses a TCP connection, else None.
+
+    A stopped server refuses at once, while the Kafka and Mongo clients retry until their own
+    timeout (5-10 s) before saying so: a status command would make its user wait for nothing.
+    Only a refusal counts; an address that is slow, unknown or filtered is left to the client.
+    """
+    tried = []
+    for host, port in addresses:
+        tried.append(f"{host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return None
+        except ConnectionRefusedError:
+            continue
+        except OSError:
+            return None
+    return f"nothing listens on {', '.join(tried)} (connection refused)" if tried else None
+
+
+def kafka_addresses(k: KafkaSettings) -> list[tuple[str, int]]:
+    """The bootstrap servers as (host, port); an address without a port is left out."""
+    out = []
+    for server in k.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if host and port.isdigit():
+            out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def mongo_addresses(settings: Settings) -> list[tuple[str, int]]:
+    """The hosts of the Mongo URI (none for a mongodb+srv:// URI: DNS decides those)."""
+    uri = settings.mongo.uri(None)
+    if uri.startswith("mongodb+srv://"):
+        return []
+    try:
+        return [(str(h), int(p)) for h, p in uri_parser.parse_uri(uri, validate=False)["nodelist"]]
+    except Exception:  # an invalid URI is reported by the client itself
+        return []
 
 
 # --- Cassandra ------------------------------------------------------------------------------------

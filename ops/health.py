@@ -319,6 +319,9 @@ def pipeline_checks(
 
 
 def mongo_checks(s: Settings) -> list[Check]:
+    where = s.mongo.uri(None) if s.mongo.local else "MONGO_URI"
+    if why := clients.refused(clients.mongo_addresses(s)):
+        return [Check("mongodb", "server", "down", f"{where}: {why}")]
     try:
         with clients.mongo_client(s, s.mongo.admin) as client:
             client.admin.command("ping")
@@ -328,7 +331,6 @@ def mongo_checks(s: Settings) -> list[Check]:
                 name: db[name].estimated_document_count() for name in sorted(db.list_collection_names())
             }
     except Exception as exc:
-        where = s.mongo.uri(None) if s.mongo.local else "MONGO_URI"
         return [Check("mongodb", "server", "down", f"{where}: {_reason(exc)}")]
     return [
         Check("mongodb", "server", "ok", server, {"server": server}),

@@ -36,9 +36,9 @@ from kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from common.clients import kafka_config
+from common.clients import kafka_addresses, kafka_config, refused
 from common.settings import Account, KafkaSettings, SettingsError, load
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,10 @@ def client_config(k: KafkaSettings, account: Account, timeout_ms: int) -> dict[s
 
 @contextmanager
 def admin_client(k: KafkaSettings, timeout_ms: int = ADMIN_TIMEOUT_MS) -> Iterator[KafkaAdminClient]:
-    """An admin client authenticated as the Kafka admin account, always closed."""
+    """An admin client authenticated as the Kafka admin account, always closed. Raises
+    KafkaConnectionError at once when every bootstrap server refuses the connection."""
+    if why := refused(kafka_addresses(k)):
+        raise KafkaConnectionError(why)
     admin = KafkaAdminClient(**client_config(k, k.admin, timeout_ms))
     try:
         yield admin
