@@ -103,9 +103,11 @@ _cassandra_java_args() {
 
 cassandra_start() {
   local agent_id
-  agent_id="$(jmx_exporter_id cassandra "$CASSANDRA_JMX_EXPORTER_PORT")"
+  # What the running node was started with: its JMX exporter agent and cassandra.yaml's template
+  # (a change to either, e.g. a new setting in a checkout, restarts it on the next `make up`).
+  agent_id="$(jmx_exporter_id cassandra "$CASSANDRA_JMX_EXPORTER_PORT") conf:$(sha256sum < "$CASSANDRA_SRC/cassandra.yaml.template" | cut -c1-12)"
   if is_running cassandra && [ "$(cat "$RUN_DIR/cassandra.jmx" 2>/dev/null)" != "$agent_id" ]; then
-    say cassandra "running without the JMX exporter agent wanted ($agent_id): restarting it (data kept)"
+    say cassandra "running with another JMX exporter agent or cassandra.yaml than wanted ($agent_id): restarting it (data kept)"
     cassandra_stop
   fi
   if ! is_running cassandra; then

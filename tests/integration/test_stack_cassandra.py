@@ -109,3 +109,21 @@ def test_data_survives_a_restart(stack: Settings, test_key: str) -> None:
     run_stack("up", "cassandra")
 
     assert _select(stack, stack.cassandra.reader, test_key) == [_row(test_key)]
+
+
+def test_truncate_and_drop_leave_no_snapshot_holding_the_rows(stack: Settings) -> None:
+    """auto_snapshot is off on the local stack: a snapshot would keep personal data where
+    erasure and retention never look (docs/GOVERNANCE.md)."""
+    table = f"scratch_{uuid.uuid4().hex[:12]}"
+    ks = stack.cassandra.keyspace
+    with session(stack.cassandra, stack.cassandra.admin, ks) as sess:
+        sess.execute(f"CREATE TABLE {table} (k text PRIMARY KEY, v text)")
+        try:
+            sess.execute(f"INSERT INTO {table} (k, v) VALUES ('someone', 'personal')")
+            sess.execute(f"TRUNCATE {table}")
+            assert list(sess.execute(f"SELECT * FROM {table}")) == []
+        finally:
+            sess.execute(f"DROP TABLE {table}")
+    folders = list((stack.stack.stack_dir / "cassandra" / "data" / "data" / ks).glob(f"{table}-*"))
+    assert folders != []  # the search looks where Cassandra keeps the table
+    assert [p for folder in folders for p in folder.rglob("snapshots/*")] == []
