@@ -40,8 +40,11 @@ os.environ.setdefault("PROMETHEUS_SCRAPE_INTERVAL_S", "5")
 # through Spark's launcher, which reads SPARK_SUBMIT_OPTS) compiles with C1 only. Test runs are
 # short and on small data: C2 spends a quarter of their CPU compiling code they leave before it
 # pays off (docs/PERFORMANCE.md; measured 13 % less time for an end-to-end test). The code run
-# is the same; a long-running job keeps C2 (nothing sets this outside the tests).
-os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1")
+# is the same; a long-running job keeps C2 (nothing sets this outside the tests). C1 alone
+# would also shrink the code cache to 48 MiB, which Spark's generated code fills ("Out of
+# space in CodeCache for method handle intrinsic", seen as an InternalError `no such method:
+# MethodHandle.linkToVirtual` killing a task): it keeps the tiered default, 240 MiB.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m")
 # Real API responses, inside the repository (tests/fixtures/README.md says where each came from).
 FIXTURES = ROOT / "tests" / "fixtures" / "randomuser"
 
@@ -144,6 +147,8 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
             .config("spark.jars.ivy", str(ivy))
             .config("spark.jars.ivySettings", str(ROOT / "conf" / "ivysettings.xml"))
         )
+    # This session lives for the whole run, long enough for C2 to pay off: not the jobs' C1.
+    submit_opts = os.environ.pop("SPARK_SUBMIT_OPTS", None)
     session = (
         builder.config(
             "spark.driver.extraJavaOptions", f"-Divy.default.ivy.user.dir={ivy} -Duser.timezone=UTC -Xss4m"
@@ -167,6 +172,8 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
         .config("spark.sql.codegen.wholeStage", "false")
         .getOrCreate()
     )
+    if submit_opts is not None:
+        os.environ["SPARK_SUBMIT_OPTS"] = submit_opts
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
