@@ -33,9 +33,10 @@ os.environ.setdefault("MONGO_DATABASE", "randomUserDB_test")
 # `scripts/stack.sh up` restarts a server that runs without. Clients stay on plaintext by default.
 os.environ["STACK_TLS"] = "true"
 # The test stack runs Prometheus and the JMX exporter agents (tests/integration/test_prometheus.py
-# reads them through its API), scraping every 5 s so that the first samples come quickly.
+# reads them through its API), scraping every 10 s so that the first samples come soon (5 s cost
+# Cassandra and Kafka a JMX read every 5 s through the whole run).
 os.environ["PROMETHEUS_ENABLED"] = "true"
-os.environ.setdefault("PROMETHEUS_SCRAPE_INTERVAL_S", "5")
+os.environ.setdefault("PROMETHEUS_SCRAPE_INTERVAL_S", "10")
 # Every Spark driver the tests start (scripts/spark-submit.sh, and the session below: both go
 # through Spark's launcher, which reads SPARK_SUBMIT_OPTS) compiles with C1 only. Test runs are
 # short and on small data: C2 spends a quarter of their CPU compiling code they leave before it

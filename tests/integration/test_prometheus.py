@@ -20,7 +20,7 @@ from common.settings import MonitoringSettings, Settings, monitoring_settings
 from ops import prometheus as prom
 from ops.health import Thresholds, env_of
 
-TIMEOUT_S = 60.0  # a few scrape intervals (5 s in the test run)
+TIMEOUT_S = 90.0  # a few scrape intervals (10 s in the test run)
 
 
 @pytest.fixture(scope="module")
