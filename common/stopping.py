@@ -33,9 +33,10 @@ class Stop(threading.Event):
         self.signum: int | None = None  # the first signal that asked to stop
 
     def request(self, signum: int) -> None:
-        """Safe in a signal handler: no lock is taken here."""
-        if self.signum is None:
-            self.signum = signum
+        """Safe in a signal handler: no lock is taken here. Only the first request counts."""
+        if self.signum is not None:
+            return
+        self.signum = signum
         threading.Thread(target=self.set, name="stop-request", daemon=True).start()
 
     def is_set(self) -> bool:
@@ -58,14 +59,12 @@ def install(
         repeated = stop.signum is not None
         if on_signal is not None:
             on_signal(signum)
-        if repeated and on_repeat is not None:
-            on_repeat(signum)
+        if repeated:
+            if on_repeat is not None:
+                on_repeat(signum)
             return
-        if not repeated:
-            # Logged from the thread: the main thread may hold the logging handler's lock.
-            threading.Thread(
-                target=log.info, args=("%s received: stopping", signal.Signals(signum).name), daemon=True
-            ).start()
+        # Logging's locks are re-entrant: a line logged here cannot hang like Event.set().
+        log.info("%s received: stopping", signal.Signals(signum).name)
         stop.request(signum)
 
     for signum in STOP_SIGNALS:

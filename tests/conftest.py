@@ -37,10 +37,10 @@ os.environ["STACK_TLS"] = "true"
 # Cassandra and Kafka a JMX read every 5 s through the whole run).
 os.environ["PROMETHEUS_ENABLED"] = "true"
 os.environ.setdefault("PROMETHEUS_SCRAPE_INTERVAL_S", "10")
-# Every Spark driver the tests start (scripts/spark-submit.sh, and the session below: both go
-# through Spark's launcher, which reads SPARK_SUBMIT_OPTS) compiles with C1 only. Test runs are
+# Every job the tests start with scripts/spark-submit.sh (Spark's launcher reads SPARK_SUBMIT_OPTS)
+# compiles with C1 only; the in-process session below does not. Test runs are
 # short and on small data: C2 spends a quarter of their CPU compiling code they leave before it
-# pays off (docs/PERFORMANCE.md; measured 13 % less time for an end-to-end test). The code run
+# pays off (docs/PERFORMANCE.md; measured 28 % less CPU for an end-to-end test). The code run
 # is the same; a long-running job keeps C2 (nothing sets this outside the tests). C1 alone
 # would also shrink the code cache to 48 MiB, which Spark's generated code fills ("Out of
 # space in CodeCache for method handle intrinsic", seen as an InternalError `no such method:
