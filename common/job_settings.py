@@ -42,6 +42,7 @@ class JobEnv(EnvModel):
     sink_concurrency: int = Field(3, ge=1, le=8)
     gold_full_recompute_every: int = Field(1000, ge=0, le=10**9)
     poison_batch_attempts: int = Field(3, ge=1, le=100)
+    lake_yield_max_s: float = Field(2.0, ge=0, le=60)
     # jobs.replay_bronze's default target lake (else LAKE_DIR + "_replay").
     replay_lake_dir: str = ""
 
@@ -81,6 +82,8 @@ class JobSettings:
     gold_full_recompute_every: int = 1000
     # Failed attempts of one micro-batch before it is processed in parts (jobs/poison_batches.py).
     poison_batch_attempts: int = 3
+    # Longest a lake step waits for a short serving batch to end (jobs/pipeline.ServingGate); 0: never.
+    lake_yield_max_s: float = 2.0
     # REPLAY_LAKE_DIR: where jobs.replay_bronze rebuilds by default ("" = LAKE_DIR + "_replay").
     replay_lake_dir: str = ""
 
@@ -118,6 +121,7 @@ def from_settings(settings: Settings) -> JobSettings:
         sink_concurrency=e.sink_concurrency,
         gold_full_recompute_every=e.gold_full_recompute_every,
         poison_batch_attempts=e.poison_batch_attempts,
+        lake_yield_max_s=e.lake_yield_max_s,
         replay_lake_dir=e.replay_lake_dir,
     )
 

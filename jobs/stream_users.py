@@ -77,6 +77,7 @@ class Job:
         self.available_now = available_now
         self.app_ids = {q.name: delta.app_id_for(job.checkpoint(q.name)) for q in job.queries}
         self.failures: dict[str, int] = {}
+        self.gate = pipeline.ServingGate(job.lake_yield_max_s) if job.lake_yield_max_s > 0 else None
 
     def start(self, q: QuerySettings) -> StreamingQuery:
         checkpoint = self.job.checkpoint(q.name)
@@ -87,6 +88,7 @@ class Job:
             self.app_ids[q.name],
             on_report=self.metrics.on_report,
             checkpoint=checkpoint,
+            gate=self.gate,
         )
         # The query's own thread inherits the pool: Spark's planning jobs run there too.
         processor.use_pool()

@@ -142,6 +142,7 @@ def test_missing_and_generated_values_are_not_set() -> None:
             "CASSANDRA_WRITE_CONSISTENCY='most' must be one of",
         ),
         (JobEnv, {"SINK_CONCURRENCY": "9"}, "SINK_CONCURRENCY=9 is outside 1..8"),
+        (JobEnv, {"LAKE_YIELD_MAX_S": "-1"}, "LAKE_YIELD_MAX_S=-1"),
         (cs.GovernanceSettings, {"MONGO_RETENTION_DAYS": "0"}, "MONGO_RETENTION_DAYS=0 must be at least 1"),
         (
             cs.GovernanceSettings,
