@@ -29,6 +29,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -99,13 +100,16 @@ class ServingGate:
         self.max_wait_s = max_wait_s
         self._idle = threading.Event()
         self._idle.set()
-        self._last_s = 0.0
+        self._last_s = 0.0  # how long the last serving batch took
+        self._period_s = math.inf  # from the start of the one before it to the start of the last
+        self._started = -math.inf
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
         """Around one serving batch."""
         self._idle.clear()
         start = time.monotonic()
+        self._period_s, self._started = start - self._started, start
         try:
             yield
         finally:
@@ -114,8 +118,10 @@ class ServingGate:
 
     @property
     def light(self) -> bool:
-        """Serving batches are short: the lake runs its lanes one at a time, leaving a core free."""
-        return self._last_s < self.max_wait_s
+        """Serving batches are short and the serving query is idle most of the time (the
+        specification's rate): the lake steps aside and runs its lanes one at a time. Under
+        load (long batches, or batches back to back) it does neither."""
+        return self._last_s < self.max_wait_s and self._last_s <= self._period_s / 2
 
     def wait(self) -> float:
         """Before a lake step: the seconds waited for the serving batch (0 when none runs)."""

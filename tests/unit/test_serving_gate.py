@@ -63,3 +63,18 @@ def test_the_wait_is_capped() -> None:
     finally:
         release.set()
         serving.join(10)
+
+
+def test_the_lake_does_not_wait_when_serving_batches_come_back_to_back() -> None:
+    gate = ServingGate(10.0)
+    for _ in range(2):  # short batches, but busy more than half of the time: the load is up
+        with gate.serving():
+            time.sleep(0.05)
+    assert not gate.light
+    entered, release = threading.Event(), threading.Event()
+    serving = _serving_batch(gate, entered, release)
+    try:
+        assert gate.wait() == 0.0
+    finally:
+        release.set()
+        serving.join(10)
