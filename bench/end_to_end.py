@@ -241,6 +241,8 @@ def run_phase(
         "footprint": sampler.summary(),
     }
     result["sustained"] = sustained(result)
+    if rate < 10:  # the spec rate: also without the first half (the JVM's and the lake's warm-up)
+        result["freshness_second_half"] = probe.freshness(start + (end - start) / 2, end)
     p = fresh["latency_s"]
     say(
         name,

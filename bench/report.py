@@ -69,6 +69,9 @@ def summary(e2e: dict[str, Any]) -> list[str]:
         value = measured[key]
         met = value is not None and (value <= goal if lower else value >= goal)
         shown = fmt(value) + f" {unit}" if value is not None else "not reached"
+        steady = phases.get("spec", {}).get("freshness_second_half", {}).get("latency_s", {}).get("p95")
+        if key == "fresh_spec" and steady is not None:
+            shown += f" (second half of the phase, after the warm-up: {fmt(steady)} {unit})"
         if key == "sustained" and value is not None:
             shown = f"{fmt(value)} {unit} (highest rate tried that held; {fmt(best_processed)} produced/s)"
         lines.append(

@@ -40,15 +40,15 @@ def test_a_lake_step_waits_for_the_running_serving_batch_to_end() -> None:
     assert not lake.is_alive() and len(waited) == 1 and 0.3 <= waited[0] < 10
 
 
-def test_the_lake_does_not_wait_once_serving_batches_are_long() -> None:
+def test_a_long_serving_batch_alone_does_not_stop_the_lake_stepping_aside() -> None:
     gate = ServingGate(0.05)
-    with gate.serving():  # a batch longer than the gate's limit: the load is up
+    with gate.serving():  # long (a lake batch beside it made it so), then idle
         time.sleep(0.1)
-    assert not gate.light  # the lake runs its lanes side by side again
+    time.sleep(0.2)
     entered, release = threading.Event(), threading.Event()
     serving = _serving_batch(gate, entered, release)
     try:
-        assert gate.wait() == 0.0
+        assert gate.light and gate.wait() >= 0.05
     finally:
         release.set()
         serving.join(10)
