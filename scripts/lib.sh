@@ -24,7 +24,7 @@ export STACK_DIR STACK_CACHE_DIR STACK_BIND_HOST
 # Java 17, always explicit: a Java 25 on the machine breaks Cassandra 5 and Spark 3.5.
 export JAVA_HOME="${JAVA_HOME_17:-$JAVA_HOME_DEFAULT}"
 JAVA="$JAVA_HOME/bin/java"
-if ! "$JAVA" -version 2>&1 | grep -q '"17\.'; then
+if ! grep -q '"17\.' <<<"$("$JAVA" -version 2>&1)"; then
   echo "stack: Java 17 not found at $JAVA_HOME (set JAVA_HOME_17 to a JDK 17)" >&2
   exit 2
 fi

@@ -75,7 +75,11 @@ ferretdb_install() {
         /^[a-zA-Z0-9_.\/-]+$/ { n++; if (n % 50 == 0) { printf "  [ferretdb] compiled %d/%d packages\n", n, total; fflush() } next }
         { print "  [ferretdb] " $0; fflush() }'
   [ -x "$FERRETDB_BIN.tmp" ] || fail ferretdb "go build failed (see above)"
-  "$FERRETDB_BIN.tmp" --version | grep -qx "version: $FERRETDB_VERSION" \
+  # Read the whole output first: `--version | grep -q` under pipefail fails when grep exits at
+  # the first line and the binary, still writing, dies of SIGPIPE (seen on a fresh clone).
+  local reported
+  reported=$("$FERRETDB_BIN.tmp" --version 2>&1) || true
+  grep -qx "version: $FERRETDB_VERSION" <<<"$reported" \
     || fail ferretdb "the built binary does not report version $FERRETDB_VERSION"
   mv "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
   _ferretdb_build_id > "$FERRETDB_HOME/bin/.build"

@@ -52,7 +52,10 @@ prometheus_install() {
         /^go: downloading/ { next }
         { print "  [prometheus] " $0; fflush() }'
   [ -x "$PROMETHEUS_BIN.tmp" ] || fail prometheus "go build of $PROMETHEUS_MODULE/cmd/prometheus@$PROMETHEUS_VERSION failed (see above)"
-  "$PROMETHEUS_BIN.tmp" --version 2>&1 | grep -q "version $version " \
+  # The whole output first: `| grep -q` under pipefail can fail by SIGPIPE (see ferretdb.sh).
+  local reported
+  reported=$("$PROMETHEUS_BIN.tmp" --version 2>&1) || true
+  grep -q "version $version " <<<"$reported" \
     || fail prometheus "the built binary does not report version $version"
   mv "$PROMETHEUS_BIN.tmp" "$PROMETHEUS_BIN"
   _prometheus_build_id > "$PROMETHEUS_BIN_DIR/.build"
