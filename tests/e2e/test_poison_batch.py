@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from cassandra.cluster import Session
 
 from common.settings import Settings
+from ops import lag
 from tests.e2e.conftest import JobRunner, end_offsets, offsets_json, produce, wait_for
 from tests.unit.bronze_rows import encode, envelope, load_users
 
@@ -101,7 +102,14 @@ def test_a_record_that_always_fails_is_quarantined_and_the_rest_of_its_batch_del
         def users_served() -> int:
             return int(mongo_db["randomUserCollection"].count_documents({}))
 
-        wait_for(lambda: stats() == len(good) and users_served() == len(served), 300, "the later batch")
+        def lake_done() -> bool:  # the lake committed every record: its batch wrote all it writes
+            return lag.lag(s.kafka, tmp_path / "checkpoints" / "lake").total == 0
+
+        wait_for(
+            lambda: stats() == len(good) and users_served() == len(served) and lake_done(),
+            300,
+            "the later batch",
+        )
         log = job.log_text()
     finally:
         job.kill(proc)

@@ -93,7 +93,11 @@ def test_repeated_wrong_passwords_lock_the_login(
             errors += [e.value for e in _login(user, password + "x").error]
         locked = _login(user, password)  # the right password, during the lock
     assert errors == ["Wrong user name or password."] * 5
-    assert [e.value for e in locked.error] == ["Too many failed logins: try again in 2 s."]
+    # What is left of the 2 s lock, rounded up: 1 s when the machine took over a second to log in.
+    assert [e.value for e in locked.error] in (
+        ["Too many failed logins: try again in 2 s."],
+        ["Too many failed logins: try again in 1 s."],
+    )
     assert [t.label for t in locked.text_input] == ["User", "Password"] and locked.metric.len == 0
     messages = [r.getMessage() for r in caplog.records if r.name.startswith("dashboard")]
     assert messages[-1] == f"dashboard login throttled: user={user!r} client=local retry in 2 s"
