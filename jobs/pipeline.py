@@ -86,7 +86,7 @@ class BatchReport:
 
 
 class ServingGate:
-    """The lake steps aside while a short serving batch runs.
+    """The lake steps aside while a serving batch runs, at the specification's rate.
 
     Both queries share the driver's cores, and the FAIR pools order tasks, not CPU: a lake
     step running beside a serving batch slows the users' way to the dashboard (measured: the
@@ -243,17 +243,10 @@ class _Processor:
         self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", self.pool)
 
     def step_aside(self, report: BatchReport | None) -> None:
-        """Lake only: wait for a short serving batch that is running (ServingGate)."""
-        if self.gate is None or self.query != "lake":
-            return
-        waited = self.gate.wait()
-        if waited and report is not None:
-            report.durations_ms[YIELD] = report.durations_ms.get(YIELD, 0) + round(waited * 1000)
+        """Before a step: nothing here; the lake waits for a running serving batch (LakeProcessor)."""
 
     def concurrency(self, lanes: int) -> int:
-        """Lanes at a time: one at a time for the lake while serving batches are short."""
-        if self.gate is not None and self.query == "lake" and self.gate.light:
-            return 1
+        """Lanes written at a time."""
         return min(lanes, self.job.sink_concurrency)
 
     def _timed(self, report: BatchReport, name: str, action: Callable[[], object]) -> None:
@@ -369,6 +362,18 @@ class LakeProcessor(_Processor):
             lake_name: delta.CachedDeltaTable(self.spark, self.job.table(lake_name), collect=True)
             for lake_name, *_ in GOLD
         }
+
+    def step_aside(self, report: BatchReport | None) -> None:
+        """Wait for a serving batch that is running while the serving query is light (ServingGate)."""
+        if self.gate is None:
+            return
+        waited = self.gate.wait()
+        if waited and report is not None:
+            report.durations_ms[YIELD] = report.durations_ms.get(YIELD, 0) + round(waited * 1000)
+
+    def concurrency(self, lanes: int) -> int:
+        """One lane at a time while the serving query is light, leaving a core to it."""
+        return 1 if self.gate is not None and self.gate.light else super().concurrency(lanes)
 
     def process(self, raw: DataFrame, batch_id: int) -> BatchReport:
         report = BatchReport(batch_id, query=self.query)
