@@ -163,6 +163,11 @@ def stages_table(stages: dict[str, Any] | None, producer: dict[str, Any] | None)
                 f"Inside `full_batch` ({fmt(stages['users_per_stage'])} users, "
                 f"SINK_CONCURRENCY={stages['sink_concurrency']}): {parts}.",
             ]
+            if "gold_delta" in full:
+                lines[-1] += (
+                    " gold_compute, gold_delta and gold_cassandra are gold's parts (its aggregates,"
+                    " Delta commits and Cassandra projections), summed over its three tables."
+                )
     return lines
 
 

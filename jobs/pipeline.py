@@ -74,6 +74,12 @@ class BatchReport:
     quarantined: int = 0
     new_users: int = 0
     durations_ms: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add_ms(self, name: str, seconds: float) -> None:
+        """Add to a duration that several lanes contribute to (gold's tables, the lake's yields)."""
+        with self._lock:
+            self.durations_ms[name] = self.durations_ms.get(name, 0) + round(seconds * 1000)
 
     def line(self) -> str:
         sinks_ms = " ".join(f"{k}={v}" for k, v in self.durations_ms.items())
@@ -369,7 +375,7 @@ class LakeProcessor(_Processor):
             return
         waited = self.gate.wait()
         if waited and report is not None:
-            report.durations_ms[YIELD] = report.durations_ms.get(YIELD, 0) + round(waited * 1000)
+            report.add_ms(YIELD, waited)
 
     def concurrency(self, lanes: int) -> int:
         """One lane at a time while the serving query is light, leaving a core to it."""
@@ -522,6 +528,16 @@ class LakeProcessor(_Processor):
         if full is None:
             full = every > 0 and batch_id % every == 0
 
+        @contextlib.contextmanager
+        def timer(part: str) -> Iterator[None]:
+            """gold_compute, gold_delta, gold_cassandra: inside "gold", summed over the tables."""
+            start = time.monotonic()
+            try:
+                yield
+            finally:
+                if report is not None:
+                    report.add_ms(part, time.monotonic() - start)
+
         def one(lake_name: str, table: str, column: str, factory: GoldFactory) -> Callable[[], None]:
             def run() -> None:
                 cache = self._gold[lake_name]
@@ -550,13 +566,16 @@ class LakeProcessor(_Processor):
                     increment = new_users.transform(factory(started))
                     computed = aggregates.add_increment(previous, increment, column, started)
                 self.step_aside(report)
-                rows = computed.collect()  # a few dozen rows: the one computation of this table
-                gold = self.spark.createDataFrame(rows, computed.schema)
+                with timer("gold_compute"):
+                    rows = computed.collect()  # a few dozen rows: the one computation of this table
+                    gold = self.spark.createDataFrame(rows, computed.schema)
                 self.step_aside(report)
-                delta.overwrite_idempotent(gold, path, self.app_id, batch_id)
+                with timer("gold_delta"):
+                    delta.overwrite_idempotent(gold, path, self.app_id, batch_id)
                 cache.put(rows, computed.schema, tag=batch_id)
                 self.step_aside(report)
-                cassandra.write_cassandra(gold, self.job, table)
+                with timer("gold_cassandra"):
+                    cassandra.write_cassandra(gold, self.job, table)
 
             return run
 
