@@ -119,8 +119,10 @@ done
 # G1 gives back the heap it no longer needs: a periodic collection when none ran for 30 s
 # (the specification's rate allocates little) and at most 40 % of the committed heap left
 # free. Without these the heap stayed near its 1.5 GB maximum at 10 users / 10 s
-# (docs/PERFORMANCE.md, memory).
-gc_flags="-XX:G1PeriodicGCInterval=30000 -XX:MinHeapFreeRatio=20 -XX:MaxHeapFreeRatio=40"
+# (docs/PERFORMANCE.md, memory). System.gc() starts a concurrent cycle, never a full
+# stop-the-world collection: the lake asks for one after each batch at the specification's
+# rate (jobs/pipeline.py, give_back_memory), and so does Spark's periodic context cleaner.
+gc_flags="-XX:G1PeriodicGCInterval=30000 -XX:MinHeapFreeRatio=20 -XX:MaxHeapFreeRatio=40 -XX:+ExplicitGCInvokesConcurrent"
 exec "$SPARK_HOME/bin/spark-submit" \
   --master "$master" \
   --properties-file "$ROOT/conf/spark-defaults.conf" \

@@ -3,6 +3,8 @@
 - A batch without records (Spark runs one when a query starts at `latest`) goes through
   both paths and writes nothing. Its quality_metrics row had no day (the partition key):
   the Cassandra write failed, was retried without end, and the lake never passed batch 0.
+- At the specification's rate (the serving query light) a lake batch ends with a concurrent
+  GC when the driver holds more heap than it needs, so it gives it back; under load it does not.
 - A lake batch run again after its gold overwrite committed (a retry of the gold lane, or
   the batch rerun after a crash) projects the very same statistics: adding its increment to
   a gold that already held it counted the batch twice in Cassandra.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -93,6 +96,24 @@ def test_an_empty_batch_passes_both_paths_and_writes_no_quality_row(
     report = pipeline.LakeProcessor(spark, job, APP).process(empty, 0)
     assert (report.records_in, report.users_in, report.new_users) == (0, 0, 0)
     assert _rows(stack, "SELECT batch_id FROM quality_metrics") == []
+
+
+def test_a_lake_batch_at_the_spec_rate_ends_with_a_gc_and_under_load_does_not(
+    spark: SparkSession, stack: Settings, job: JobSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "GIVE_BACK_ABOVE", 0.0)  # whatever this JVM holds now
+    empty = bronze_df(spark, [])
+    light = pipeline.ServingGate(2.0)  # the serving query idle: the specification's rate
+    assert light.light
+    report = pipeline.LakeProcessor(spark, job, APP, gate=light).process(empty, 0)
+    assert "gc" in report.durations_ms
+    loaded = pipeline.ServingGate(2.0)
+    for _ in range(2):  # serving batches back to back: under load
+        with loaded.serving():
+            time.sleep(0.05)
+    assert not loaded.light
+    report = pipeline.LakeProcessor(spark, job, APP, gate=loaded).process(empty, 1)
+    assert "gc" not in report.durations_ms
 
 
 def test_a_lake_batch_run_again_after_its_gold_committed_projects_the_same_statistics(
