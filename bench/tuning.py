@@ -1,0 +1,213 @@
+"""A/B of Spark settings on the job's two hottest fixed and per-user costs, in one run.
+
+    scripts/spark-submit.sh bench/tuning.py [--users 50000] [--commits 20]
+
+Each variant runs in the same JVM, one after the other, twice (A B A B ...), so the
+machine's speed (which drifts by 1.5x over a day here) is the same for all; the second
+round's figures are the warm ones:
+
+  compute   the job's transformations, warm, to a no-op sink (no write): parse + explode
+            (the users), + quality rules (with the per-batch window), + enrichment and
+            deduplication (the silver rows), and the serving query's rows. Variants of
+            spark.sql.codegen.hugeMethodLimit: 65535 (Spark's default) and 8000 (HotSpot's
+            limit for JIT-compiling a method; conf/spark-defaults.conf).
+  cache     the lake's cached batch (pipeline.checked_users, persisted) with every user's
+            JSON text, and with only the quarantined users' (what the job keeps): its size
+            in Spark's storage and the time of the first pass that fills it (the counts).
+  commits   an idempotent Delta overwrite of a 25-row table (a gold table's per-batch
+            commit), `--commits` times per variant: median and max seconds. Variants of
+            Delta's snapshot partitions and checksum file.
+
+Results: bench/results/tuning.json (docs/PERFORMANCE.md, "What was tried").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+
+from bench.harness import TOPIC, say, write_result  # noqa: E402
+from bench.stages import kafka_rows  # noqa: E402
+from common import job_settings  # noqa: E402
+from common.job_settings import JobSettings  # noqa: E402
+from jobs import pipeline  # noqa: E402
+from jobs.core import aggregates, quality, transform  # noqa: E402
+from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
+from jobs.io import delta  # noqa: E402
+from jobs.io.session import spark_session  # noqa: E402
+
+COMPUTE_VARIANTS: dict[str, dict[str, str]] = {
+    "hugeMethodLimit=65535 (Spark default)": {"spark.sql.codegen.hugeMethodLimit": "65535"},
+    "hugeMethodLimit=8000": {"spark.sql.codegen.hugeMethodLimit": "8000"},
+}
+COMMIT_VARIANTS: dict[str, dict[str, str]] = {
+    "as configured": {},
+    "snapshotPartitions=1": {"spark.databricks.delta.snapshotPartitions": "1"},
+    "no checksum file": {"spark.databricks.delta.writeChecksumFile.enabled": "false"},
+}
+GOLD_SCHEMA = "country string, count_users bigint, sum_age bigint, avg_age double, male_count bigint"
+
+
+def with_conf(spark: SparkSession, conf: dict[str, str]) -> dict[str, str | None]:
+    before = {k: spark.conf.get(k, None) for k in conf}
+    for k, v in conf.items():
+        spark.conf.set(k, v)
+    return before
+
+
+def restore(spark: SparkSession, before: dict[str, str | None]) -> None:
+    for k, v in before.items():
+        if v is None:
+            spark.conf.unset(k)
+        else:
+            spark.conf.set(k, v)
+
+
+def plans(raw: DataFrame, job: JobSettings) -> dict[str, DataFrame]:
+    key, version = job.common.pseudonym.key, job.common.pseudonym.key_version
+    now = dt.datetime.now(dt.UTC)
+    users = transform.users_from_bronze(raw.select(*pipeline.BRONZE_COLUMNS))
+    checked = quality.with_reasons(users)
+    enriched = quality.valid(checked).transform(transform.enrich_users(key, version, now))
+    serving = quality.valid(quality.with_batch_reasons(pipeline.serving_rows(raw, key, version, now)))
+    return {
+        "parse + explode": users,
+        "+ quality rules": checked,
+        "+ enrich + dedup (silver rows)": aggregates.latest_per_user(enriched),
+        "serving rows": serving,
+    }
+
+
+def noop(df: DataFrame) -> float:
+    started = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - started
+
+
+def compute(spark: SparkSession, job: JobSettings, users: int) -> dict[str, Any]:
+    raw = spark.createDataFrame(kafka_rows(users, 100, "tuning"), BRONZE_SCHEMA).persist()
+    raw.count()
+    out: dict[str, Any] = {}
+    for round_ in (1, 2):
+        for variant, conf in COMPUTE_VARIANTS.items():
+            before = with_conf(spark, conf)
+            try:
+                for step, df in plans(raw, job).items():
+                    noop(df)  # compiled and JIT-warm first
+                    seconds = noop(df)
+                    if round_ == 2:
+                        out.setdefault(variant, {})[step] = {
+                            "seconds": round(seconds, 2),
+                            "users_per_s": round(users / seconds),
+                        }
+                    say("tuning", f"round {round_} {variant:<38} {step:<32} {seconds:6.2f} s")
+            finally:
+                restore(spark, before)
+    raw.unpersist()
+    return out
+
+
+def cached_mib(spark: SparkSession) -> float:
+    infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()  # type: ignore[union-attr]
+    return sum(i.memSize() + i.diskSize() for i in infos) / 2**20
+
+
+def cache(spark: SparkSession, users: int) -> dict[str, Any]:
+    raw = spark.createDataFrame(kafka_rows(users, 100, "tuning-cache"), BRONZE_SCHEMA).persist()
+    raw.count()
+    base = cached_mib(spark)
+    variants = {
+        "every user's JSON": lambda: quality.with_reasons(
+            transform.users_from_bronze(raw.select(*pipeline.BRONZE_COLUMNS))
+        ),
+        "quarantined users' JSON only (the job)": lambda: pipeline.checked_users(raw),
+    }
+    out: dict[str, Any] = {}
+    for round_ in (1, 2):
+        for variant, build in variants.items():
+            checked = build().persist()
+            started = time.perf_counter()
+            quality.batch_metrics(checked).first()
+            seconds = time.perf_counter() - started
+            size = cached_mib(spark) - base
+            checked.unpersist(blocking=True)
+            if round_ == 2:
+                out[variant] = {"cached_mib": round(size), "first_pass_s": round(seconds, 2)}
+            say("tuning", f"round {round_} cache {variant:<40} {size:6.0f} MiB  first pass {seconds:5.2f} s")
+    raw.unpersist()
+    return out
+
+
+def commits(spark: SparkSession, lake: Path, count: int) -> dict[str, Any]:
+    rows = [(f"country-{i}", i, 30 * i, 30.0, i // 2) for i in range(25)]
+    out: dict[str, Any] = {}
+    for round_ in (1, 2):
+        for number, (variant, conf) in enumerate(COMMIT_VARIANTS.items()):
+            before = with_conf(spark, conf)
+            path = str(lake / f"gold-{round_}-{number}")
+            times = []
+            try:
+                for version in range(count):
+                    df = spark.createDataFrame(rows, GOLD_SCHEMA)
+                    started = time.perf_counter()
+                    delta.overwrite_idempotent(df, path, "tuning", version)
+                    times.append(time.perf_counter() - started)
+            finally:
+                restore(spark, before)
+            steady = times[2:]  # the table's creation and the first commit apart
+            figures = {
+                "median_s": round(statistics.median(steady), 3),
+                "max_s": round(max(steady), 3),
+                "commits": len(steady),
+            }
+            if round_ == 2:
+                out[variant] = figures
+            say("tuning", f"round {round_} commit {variant:<24} median {figures['median_s']:.3f} s")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=50_000)
+    parser.add_argument("--commits", type=int, default=22)
+    parser.add_argument("--skip", default="", help="compute,cache,commits")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    lake = Path(tempfile.mkdtemp(prefix="bench-tuning-", dir=ROOT / ".stack"))
+    os.environ.update(
+        KAFKA_TOPIC=TOPIC,
+        LAKE_DIR=str(lake / "lake"),
+        CHECKPOINT_DIR=str(lake / "checkpoints"),
+        SPARK_UI_PORT="4195",
+    )
+    job = job_settings.load()
+    spark = spark_session(job, "bench_tuning")
+    spark.sparkContext.setLogLevel("WARN")
+    results: dict[str, Any] = {"users": args.users}
+    try:
+        if "compute" not in skip:
+            results["compute"] = compute(spark, job, args.users)
+        if "cache" not in skip:
+            results["cache"] = cache(spark, args.users)
+        if "commits" not in skip:
+            results["commits"] = commits(spark, lake, args.commits)
+    finally:
+        spark.stop()
+    write_result("tuning", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
