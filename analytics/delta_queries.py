@@ -202,8 +202,10 @@ TIME_TRAVEL_SQL = """SELECT coalesce(now.country, then.country) AS country,
        coalesce(now.count_users, 0) - coalesce(then.count_users, 0) AS new_users,
        round(then.avg_age, 2) AS avg_age_then,
        round(now.avg_age, 2) AS avg_age_now
-FROM delta.`{gold}` AS now
-FULL OUTER JOIN delta.`{gold}` {as_of} AS then
+FROM (SELECT group_key AS country, count_users, avg_age
+      FROM delta.`{gold}` WHERE dimension = 'country') AS now
+FULL OUTER JOIN (SELECT group_key AS country, count_users, avg_age
+      FROM delta.`{gold}` {as_of} WHERE dimension = 'country') AS then
   ON now.country = then.country
 ORDER BY new_users DESC, country"""
 
@@ -226,8 +228,8 @@ def quarantine_rate_by_reason(src: Sources) -> Result:
 
 
 def gold_history(src: Sources) -> tuple[str, list[tuple[int, dt.datetime]]]:
-    """(query, [(version, commit time UTC)] oldest first) of gold_country_stats."""
-    sql = HISTORY_SQL.format(gold=_table(src, "gold_country_stats"))
+    """(query, [(version, commit time UTC)] oldest first) of gold (gold_stats)."""
+    sql = HISTORY_SQL.format(gold=_table(src, "gold_stats"))
     rows = (
         src.spark.sql(sql)
         .selectExpr("version", "date_format(timestamp, 'yyyy-MM-dd HH:mm:ss.SSS') AS ts")
@@ -241,7 +243,7 @@ def gold_history(src: Sources) -> tuple[str, list[tuple[int, dt.datetime]]]:
 
 
 def _time_travel(src: Sources, as_of: str, note: str, history_sql: str) -> Result:
-    sql = TIME_TRAVEL_SQL.format(gold=_table(src, "gold_country_stats"), as_of=as_of)
+    sql = TIME_TRAVEL_SQL.format(gold=_table(src, "gold_stats"), as_of=as_of)
     columns = ("country", "users_then", "users_now", "new_users", "avg_age_then", "avg_age_now")
     return Result(f"{history_sql};\n\n{sql}", columns, _sql_rows(src, sql), note)
 

@@ -12,7 +12,7 @@ Store = Literal["cassandra", "delta"]
 STORES: tuple[Store, ...] = ("cassandra", "delta")
 Row = dict[str, Any]
 UNKNOWN = "unknown"
-LAKE_TABLES = ("bronze", "quarantine", "silver_users", "gold_country_stats")
+LAKE_TABLES = ("bronze", "quarantine", "silver_users", "gold_stats")
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from jobs.io.cassandra import write_cassandra  # noqa: E402
 from jobs.io.delta import append_idempotent, overwrite_idempotent, read_delta, read_delta_if_exists  # noqa: E402
 from jobs.io.mongo import write_mongo  # noqa: E402
 from jobs.io.session import spark_session  # noqa: E402
-from jobs.pipeline import GOLD  # noqa: E402
+from jobs.pipeline import GOLD_TABLE, gold_projections  # noqa: E402
 from jobs.preflight import CASSANDRA_TABLES  # noqa: E402
 from ops import cassandra_setup, mongo_setup  # noqa: E402
 
@@ -195,21 +195,20 @@ class Loader:
     def _gold(self, batch_id: int, new_users: DataFrame) -> None:
         """Previous gold + this chunk's users, one version per chunk (as jobs.pipeline.update_gold)."""
         added = new_users.select("country", "gender", "age")
-        for lake_name, _table, column, factory in GOLD:
-            path = self.job.table(lake_name)
-            previous = read_delta_if_exists(self.spark, path)
-            increment = added.transform(factory(self.now))
-            rows = (
-                increment
-                if previous is None
-                else aggregates.add_increment(previous, increment, column, self.now)
-            )
-            overwrite_idempotent(rows, path, APP, batch_id)
+        path = self.job.table(GOLD_TABLE)
+        previous = read_delta_if_exists(self.spark, path)
+        increment = added.transform(aggregates.gold_stats(self.now))
+        rows = (
+            increment
+            if previous is None
+            else aggregates.add_increment(previous, increment, aggregates.GOLD_KEY, self.now)
+        )
+        overwrite_idempotent(rows, path, APP, batch_id)
 
     def project_gold(self) -> None:
-        """The gold tables to the Cassandra aggregates, absolute values (as jobs.pipeline.project_gold)."""
-        for lake_name, table, _column, _factory in GOLD:
-            write_cassandra(read_delta(self.spark, self.job.table(lake_name)), self.job, table)
+        """Gold to the Cassandra aggregates, absolute values (as jobs.pipeline.gold_projections)."""
+        for write in gold_projections(read_delta(self.spark, self.job.table(GOLD_TABLE)), self.job):
+            write()
 
 
 def mongo_reference(s: Settings) -> dict[str, Any]:

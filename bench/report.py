@@ -166,7 +166,8 @@ def stages_table(stages: dict[str, Any] | None, producer: dict[str, Any] | None)
             if "gold_delta" in full:
                 lines[-1] += (
                     " gold_compute, gold_delta and gold_cassandra are gold's parts (its aggregates,"
-                    " Delta commits and Cassandra projections), summed over its three tables."
+                    " its one Delta commit, and its Cassandra projections summed over the three"
+                    " statistics tables)."
                 )
     return lines
 

@@ -29,11 +29,11 @@ from pyspark.sql.types import BinaryType, IntegerType, LongType, StringType, Str
 from common import clients, job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings, SettingsError, eraser_account
-from jobs.core import erasure
+from jobs.core import aggregates, erasure
 from jobs.core.pseudonymise import email_pseudonym, email_pseudonym_col, normalise_email, normalise_email_col
-from jobs.io import cassandra, delta, retry
+from jobs.io import delta, retry
 from jobs.io.session import spark_session
-from jobs.pipeline import GOLD
+from jobs.pipeline import GOLD_TABLE, gold_projections
 
 log = logging.getLogger("jobs.erase")
 
@@ -290,48 +290,49 @@ def recompute_gold(
 ) -> dict[str, int]:
     """Gold rows of the person's groups, recomputed from silver (now without them), projected to
     Cassandra as absolute values; a group left empty is deleted from gold and Cassandra.
+    Returns the groups updated per statistics table.
 
-    Reuses the job's own gold factories (jobs.pipeline.GOLD) and writers (jobs/io)."""
+    Reuses the job's own gold (aggregates.gold_stats, jobs.pipeline.gold_projections) and
+    writers (jobs/io). Without a gold table yet (a lake older than it), only Cassandra is
+    recomputed: the job's next batch builds gold from all of silver."""
     silver_path = job.table("silver_users")
     if not _table_exists(spark, silver_path):
         return {}
     now = dt.datetime.now(dt.UTC)
     silver = delta.read_delta(spark, silver_path)
-    person = spark.createDataFrame(silver_rows, silver.schema) if silver_rows else None
-    app_id = f"erase-{request_id}"
-    emptied: dict[str, list[str]] = {}
-    updated: dict[str, int] = {}
-    for version, (lake_name, table, column, factory) in enumerate(GOLD):
-        path = job.table(lake_name)
-        if person is not None:
-            groups = [r[0] for r in person.transform(factory(now)).select(column).distinct().collect()]
-        elif _table_exists(spark, path):
-            # A rerun after silver was already cleaned: the person's groups are unknown,
-            # so every group is recomputed (absolute values: the same result, only slower).
-            groups = [r[0] for r in delta.read_delta(spark, path).select(column).collect()]
-        else:
-            continue
-        rows = silver.transform(factory(now)).where(F.col(column).isin(groups)).persist()
-        try:
-            present = {r[0] for r in rows.select(column).collect()}
-            delta.merge_upsert(spark, rows, path, [column], app_id, version)
-            gone = sorted(set(groups) - present)
-            if gone:
-                DeltaTable.forPath(spark, path).delete(F.col(column).isin(gone))
-                emptied[table] = gone
-            cassandra.write_cassandra(rows, job, table)
-            updated[table] = len(present)
-        finally:
-            rows.unpersist()
-    if emptied:
+    path = job.table(GOLD_TABLE)
+    gold_exists = _table_exists(spark, path)
+    stats = aggregates.gold_stats(now)
+    computed = silver.select("country", "gender", "age").transform(stats)
+    recomputed = computed.collect()  # a few dozen rows: every group of silver
+    if silver_rows:
+        person = spark.createDataFrame(silver_rows, silver.schema).select("country", "gender", "age")
+        groups = {(r.dimension, r.group_key) for r in person.transform(stats).collect()}
+    elif gold_exists:
+        # A rerun after silver was already cleaned: the person's groups are unknown, so every
+        # group is recomputed (absolute values: the same result, only slower).
+        groups = {(r.dimension, r.group_key) for r in delta.read_delta(spark, path).collect()}
+    else:
+        groups = {(r.dimension, r.group_key) for r in recomputed}
+    rows = [r for r in recomputed if (r.dimension, r.group_key) in groups]
+    gone = sorted(groups - {(r.dimension, r.group_key) for r in rows})
+    gold = spark.createDataFrame(rows, computed.schema)
+    if gold_exists:
+        delta.merge_upsert(spark, gold, path, aggregates.GOLD_KEY, f"erase-{request_id}", 0)
+        for dimension, group in gone:
+            DeltaTable.forPath(spark, path).delete(
+                (F.col("dimension") == dimension) & (F.col("group_key") == group)
+            )
+    for write in gold_projections(gold, job):
+        write()
+    tables = {dimension: table for dimension, table, _ in aggregates.DIMENSIONS}
+    if gone:
         c = job.common.cassandra
         with clients.cassandra_session(c, c.writer, c.keyspace) as sess:
-            for table, groups in emptied.items():
-                column = next(col for _, t, col, _ in GOLD if t == table)
-                for group in groups:
-                    # table and column are constants of jobs.pipeline.GOLD, never input.
-                    sess.execute(f"DELETE FROM {table} WHERE {column} = %s", (group,))  # noqa: S608
-    return updated
+            for dimension, group in gone:
+                # table and its key column are constants of aggregates.DIMENSIONS, never input.
+                sess.execute(f"DELETE FROM {tables[dimension]} WHERE {dimension} = %s", (group,))  # noqa: S608
+    return {table: sum(r.dimension == dimension for r in rows) for dimension, table in tables.items()}
 
 
 def record(

@@ -17,8 +17,9 @@ Lake (LakeProcessor, longer trigger that amortises Delta's fixed cost, FAIR pool
      first_batch_id), guarded by (app_id, batch_id);
   4. the users this batch added are read back from silver by that stamp, so a rerun after a
      crash finds exactly the same set, whether or not step 3 ran the first time;
-  5. gold = previous gold + the aggregates of those users, computed once, replaced under
-     (app_id, batch_id); the very rows computed are projected to Cassandra (absolute values);
+  5. gold (every statistic, one Delta table: one commit) = previous gold + the aggregates of
+     those users, computed once, replaced under (app_id, batch_id); the very rows computed
+     are projected to the Cassandra statistics tables (absolute values);
   6. one quality_metrics row per batch, from one evaluation of the batch's counts.
 Only when a processor returned does Spark commit the batch in that query's checkpoint.
 """
@@ -50,12 +51,9 @@ log = logging.getLogger(__name__)
 
 BRONZE_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp", "timestampType", "headers")
 
-# Gold tables: (lake name, Cassandra table, key column, factory).
-GOLD = (
-    ("gold_country_stats", "country_stats", "country", aggregates.country_stats),
-    ("gold_gender_stats", "gender_stats", "gender", aggregates.gender_stats),
-    ("gold_age_band_stats", "age_band_stats", "age_band", aggregates.age_band_stats),
-)
+# The lake table of every statistic (aggregates.gold_stats), projected to one Cassandra table
+# per dimension (gold_projections).
+GOLD_TABLE = "gold_stats"
 # The FAIR scheduler pools of conf/fairscheduler.xml: the serving path is weighted first.
 SERVING_POOL, LAKE_POOL = "serving", "lake"
 
@@ -64,7 +62,6 @@ YIELD = "yield"  # a lake batch's time spent waiting for serving batches (BatchR
 # At the specification's rate the lake has G1 give back the heap above this share of its
 # maximum (LakeProcessor.give_back_memory).
 GIVE_BACK_ABOVE = 0.5
-GoldFactory = Callable[[dt.datetime], Callable[[DataFrame], DataFrame]]
 
 
 @dataclass
@@ -80,7 +77,7 @@ class BatchReport:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_ms(self, name: str, seconds: float) -> None:
-        """Add to a duration that several lanes contribute to (gold's tables, the lake's yields)."""
+        """Add to a duration that several lanes contribute to (gold's Cassandra tables, the lake's yields)."""
         with self._lock:
             self.durations_ms[name] = self.durations_ms.get(name, 0) + round(seconds * 1000)
 
@@ -166,6 +163,18 @@ def run_lanes(
         futures = [pool.submit(wrapped(run)) for run in lanes]
     for future in futures:
         future.result()
+
+
+def gold_projections(gold: DataFrame, job: JobSettings) -> list[Callable[[], None]]:
+    """Gold's rows into the Cassandra statistics tables, one write per table (absolute values:
+    a rerun writes the same). The job, the erasure and the replay all project gold this way."""
+
+    def write(dimension: str, table: str) -> Callable[[], None]:
+        return lambda: cassandra.write_cassandra(
+            projections.to_statistics_rows(gold, dimension, table), job, table
+        )
+
+    return [write(dimension, table) for dimension, table, _ in aggregates.DIMENSIONS]
 
 
 def checked_users(raw: DataFrame) -> DataFrame:
@@ -372,10 +381,7 @@ class LakeProcessor(_Processor):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.write_bronze = write_bronze
         self._quarantine_exists = False
-        self._gold: dict[str, delta.CachedDeltaTable] = {
-            lake_name: delta.CachedDeltaTable(self.spark, self.job.table(lake_name), collect=True)
-            for lake_name, *_ in GOLD
-        }
+        self._gold = delta.CachedDeltaTable(self.spark, self.job.table(GOLD_TABLE), collect=True)
 
     def step_aside(self, report: BatchReport | None) -> None:
         """Wait for a serving batch that is running while the serving query is light (ServingGate)."""
@@ -446,7 +452,7 @@ class LakeProcessor(_Processor):
             self._timed(report, "new_users", lambda: setattr(report, "new_users", new_users.count()))
 
             quality_row = self.quality_row(counts.schema, row, batch_id, report)
-            # The cheap writes first: one at a time (ServingGate), gold's three tables end the batch.
+            # The cheap writes first: one at a time (ServingGate), gold ends the batch.
             lanes: list[list[Step]] = [
                 # An empty batch (Spark runs one when a query starts at `latest`) has no day to file
                 # its row under, and nothing to report.
@@ -541,8 +547,8 @@ class LakeProcessor(_Processor):
         full: bool | None = None,
         report: BatchReport | None = None,
     ) -> None:
-        """Every gold table after this batch, computed once, replaced exactly once under
-        (app_id, batch_id), and the same rows projected to Cassandra.
+        """Gold after this batch, computed once, replaced exactly once under (app_id, batch_id)
+        (one Delta commit for every statistic), and the same rows projected to Cassandra.
 
         Incremental: the previous gold (kept from the last batch; re-read only when another
         writer, e.g. an erasure, committed since) plus the aggregates of the users this batch
@@ -557,7 +563,7 @@ class LakeProcessor(_Processor):
 
         @contextlib.contextmanager
         def timer(part: str) -> Iterator[None]:
-            """gold_compute, gold_delta, gold_cassandra: inside "gold", summed over the tables."""
+            """gold_compute, gold_delta, gold_cassandra (summed over its tables): gold's parts."""
             start = time.monotonic()
             try:
                 yield
@@ -565,46 +571,52 @@ class LakeProcessor(_Processor):
                 if report is not None:
                     report.add_ms(part, time.monotonic() - start)
 
-        def one(lake_name: str, table: str, column: str, factory: GoldFactory) -> Callable[[], None]:
-            def run() -> None:
-                cache = self._gold[lake_name]
-                path = self.job.table(lake_name)
-                previous = None if full else cache.get()
-                # A rerun of a batch whose overwrite committed (a retry of this lane, or the
-                # batch run again after a crash): the table already holds this batch's gold, and
-                # adding the increment to it would count the batch twice. Project exactly what
-                # was committed. Delta's log is asked only when the table was read afresh (a
-                # version this process wrote for an earlier batch cannot hold this one).
-                committed = None
-                if previous is not None and not cache.reloaded and cache.tag == batch_id:
-                    committed = previous
-                elif (previous is None or cache.reloaded) and delta.txn_committed(
-                    self.spark, path, self.app_id, batch_id
-                ):
-                    committed = delta.read_delta(self.spark, path)
-                if committed is not None:
-                    log.info("%s: batch %d committed already, projecting it again", lake_name, batch_id)
-                    cassandra.write_cassandra(committed, self.job, table)
-                    return
-                if previous is None:  # silver is only read when it is needed
-                    silver = delta.read_delta(self.spark, self.job.table("silver_users"))
-                    computed = silver.select("country", "gender", "age").transform(factory(started))
-                else:
-                    increment = new_users.transform(factory(started))
-                    computed = aggregates.add_increment(previous, increment, column, started)
-                self.step_aside(report)
-                with timer("gold_compute"):
-                    rows = computed.collect()  # a few dozen rows: the one computation of this table
-                    gold = self.spark.createDataFrame(rows, computed.schema)
-                self.step_aside(report)
-                with timer("gold_delta"):
-                    delta.overwrite_idempotent(gold, path, self.app_id, batch_id)
-                cache.put(rows, computed.schema, tag=batch_id)
-                self.step_aside(report)
-                with timer("gold_cassandra"):
-                    cassandra.write_cassandra(gold, self.job, table)
+        def project(gold: DataFrame) -> None:
+            """The Cassandra statistics tables, each after stepping aside (ServingGate)."""
 
-            return run
+            def lane(write: Callable[[], None]) -> Callable[[], None]:
+                def run() -> None:
+                    self.step_aside(report)
+                    with timer("gold_cassandra"):
+                        write()
 
-        # The three tables are independent: written side by side (each its own Delta table).
-        run_lanes([one(*g) for g in GOLD], self.concurrency(len(GOLD)), self.use_pool)
+                return run
+
+            lanes = [lane(write) for write in gold_projections(gold, self.job)]
+            run_lanes(lanes, self.concurrency(len(lanes)), self.use_pool)
+
+        cache, path = self._gold, self.job.table(GOLD_TABLE)
+        previous = None if full else cache.get()
+        # A rerun of a batch whose overwrite committed (a retry of this lane, or the batch run
+        # again after a crash): the table already holds this batch's gold, and adding the
+        # increment to it would count the batch twice. Project exactly what was committed.
+        # Delta's log is asked only when the table was read afresh (a version this process
+        # wrote for an earlier batch cannot hold this one).
+        committed = None
+        if previous is not None and not cache.reloaded and cache.tag == batch_id:
+            committed = previous
+        elif (previous is None or cache.reloaded) and delta.txn_committed(
+            self.spark, path, self.app_id, batch_id
+        ):
+            committed = delta.read_delta(self.spark, path)
+        if committed is not None:
+            log.info("gold: batch %d committed already, projecting it again", batch_id)
+            project(committed)
+            return
+        stats = aggregates.gold_stats(started)
+        if previous is None:  # silver is only read when it is needed
+            silver = delta.read_delta(self.spark, self.job.table("silver_users"))
+            computed = silver.select("country", "gender", "age").transform(stats)
+        else:
+            computed = aggregates.add_increment(
+                previous, new_users.transform(stats), aggregates.GOLD_KEY, started
+            )
+        self.step_aside(report)
+        with timer("gold_compute"):
+            rows = computed.collect()  # a few dozen rows: the one computation of gold
+            gold = self.spark.createDataFrame(rows, computed.schema)
+        self.step_aside(report)
+        with timer("gold_delta"):
+            delta.overwrite_idempotent(gold, path, self.app_id, batch_id)
+        cache.put(rows, computed.schema, tag=batch_id)
+        project(gold)

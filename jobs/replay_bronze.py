@@ -25,7 +25,6 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,9 @@ from common.job_settings import JobSettings
 from common.settings import SettingsError
 from jobs import pipeline, preflight
 from jobs.core import erasure, transform
-from jobs.io import cassandra, delta, retry
+from jobs.io import delta, retry
 from jobs.io.session import spark_session
-from jobs.pipeline import GOLD, BatchReport, LakeProcessor, ServingProcessor
+from jobs.pipeline import GOLD_TABLE, BatchReport, LakeProcessor, ServingProcessor, gold_projections
 
 log = logging.getLogger("jobs.replay_bronze")
 APP_NAME = "replay_bronze"
@@ -290,11 +289,10 @@ def restore_live_gold(spark: SparkSession, live: JobSettings) -> None:
     The replay lake's gold covers only the replayed range, and the chunks projected those
     partial values; the live gold (absolute values from the live silver) replaces them.
     """
-    for lake_name, table, _column, _factory in GOLD:
-        path = live.table(lake_name)
-        rows = delta.read_delta(spark, path)
-        retry.with_retries(f"restore {table}", partial(cassandra.write_cassandra, rows, live, table))
-        log.info("restored %s from the live %s", table, path)
+    rows = delta.read_delta(spark, live.table(GOLD_TABLE))
+    for write in gold_projections(rows, live):
+        retry.with_retries("restore the statistics", write)
+    log.info("restored the statistics from the live %s", live.table(GOLD_TABLE))
 
 
 def run(

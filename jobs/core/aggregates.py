@@ -1,18 +1,25 @@
 """Gold aggregates from silver users: absolute values, never incremented in a sink.
 
-Cassandra gets them by plain upsert (see ddl/cassandra/002_tables.cql): an absolute
-value is idempotent, a counter increment is not. sum_age travels with avg_age so groups
-combine exactly: gold after a batch = gold before it + the aggregates of the users the
-batch added to silver (`add_increment`), equal to a full recomputation from silver.
+Every statistic lives in one Delta table, gold (`gold_stats`): one row per
+(dimension, group_key), e.g. ("country", "France"), so a lake batch commits them all at once
+(three tables cost three Delta commits, ~1 s each: the lake's largest fixed cost). Each
+Cassandra statistics table is one dimension's projection (projections.to_statistics_rows),
+by plain upsert (see ddl/cassandra/002_tables.cql): an absolute value is idempotent, a
+counter increment is not. sum_age travels with avg_age so groups combine exactly: gold after
+a batch = gold before it + the aggregates of the users the batch added to silver
+(`add_increment`), equal to a full recomputation from silver.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Sequence
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, DoubleType, LongType
 
 from jobs.core.transform import Transformation, literal_time
 
@@ -130,17 +137,65 @@ def age_band_stats(last_update: dt.datetime) -> Transformation:
     return transform
 
 
-def add_increment(previous: DataFrame, increment: DataFrame, key: str, last_update: dt.datetime) -> DataFrame:
+GoldFactory = Callable[[dt.datetime], Transformation]
+# The dimensions of gold: (dimension = the group's column, the Cassandra table it is projected
+# to, the factory of its rows).
+DIMENSIONS: tuple[tuple[str, str, GoldFactory], ...] = (
+    ("country", "country_stats", country_stats),
+    ("gender", "gender_stats", gender_stats),
+    ("age_band", "age_band_stats", age_band_stats),
+)
+GOLD_KEY = ("dimension", "group_key")
+# Every measure any dimension has; null where a dimension has none (age bands: no ages summed).
+GOLD_MEASURES: tuple[tuple[str, DataType], ...] = (
+    ("count_users", LongType()),
+    ("sum_age", LongType()),
+    ("avg_age", DoubleType()),
+    ("male_count", LongType()),
+    ("female_count", LongType()),
+)
+
+
+def _long(stats: DataFrame, dimension: str) -> DataFrame:
+    """One dimension's rows (as its factory shapes them) -> gold rows."""
+    return stats.select(
+        F.lit(dimension).alias("dimension"),
+        F.col(dimension).alias("group_key"),
+        *[
+            (F.col(name) if name in stats.columns else F.lit(None)).cast(kind).alias(name)
+            for name, kind in GOLD_MEASURES
+        ],
+        "last_update",
+    )
+
+
+def gold_stats(last_update: dt.datetime) -> Transformation:
+    """Factory: silver users -> gold: every dimension's rows, one per (dimension, group_key)."""
+
+    def transform(users: DataFrame) -> DataFrame:
+        parts = [
+            _long(users.transform(factory(last_update)), dimension) for dimension, _, factory in DIMENSIONS
+        ]
+        return reduce(DataFrame.unionByName, parts)
+
+    return transform
+
+
+def add_increment(
+    previous: DataFrame, increment: DataFrame, key: str | Sequence[str], last_update: dt.datetime
+) -> DataFrame:
     """previous + increment, both shaped by the same factory: counts and sums added per key,
     avg_age recomputed from them, every row stamped `last_update` (as a recomputation does).
 
-    Exact: every measure is a count or a sum, and avg_age = sum_age / count_users.
+    Exact: every measure is a count or a sum, and avg_age = sum_age / count_users. A measure
+    a group does not have (null on both sides) stays null.
     """
-    measures = [c for c in previous.columns if c not in {key, "avg_age", "last_update"}]
+    keys = [key] if isinstance(key, str) else list(key)
+    measures = [c for c in previous.columns if c not in {*keys, "avg_age", "last_update"}]
     added = (
-        previous.select(key, *measures)
-        .unionByName(increment.select(key, *measures))
-        .groupBy(key)
+        previous.select(*keys, *measures)
+        .unionByName(increment.select(*keys, *measures))
+        .groupBy(*keys)
         .agg(*(F.sum(c).cast("bigint").alias(c) for c in measures))
     )
     columns: list[Column | str] = []

@@ -56,3 +56,11 @@ def to_mongo_documents(enriched: DataFrame) -> DataFrame:
         F.col("user_id").alias("_id"),
         *[_as_utc_midnight(F.col(c)).alias(c) if c == "registered_date" else F.col(c) for c in MONGO_FIELDS],
     )
+
+
+def to_statistics_rows(gold: DataFrame, dimension: str, table: str) -> DataFrame:
+    """Gold rows (aggregates.gold_stats) -> the rows of one statistics table (e.g. country_stats):
+    that dimension's groups, its key column named as the table names it, the table's columns."""
+    return gold.where(F.col("dimension") == dimension).select(
+        *[F.col("group_key").alias(c) if c == dimension else F.col(c) for c in tables.columns(table)]
+    )

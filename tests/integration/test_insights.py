@@ -4,7 +4,7 @@ Isolation: the Cassandra seed lives in a keyspace of its own (`<test keyspace>_i
 the project's DDL), so the other tests truncating the test namespace cannot touch it, and
 these tests never touch theirs. The Delta analyses run on tiny tables written by a real
 Spark with Delta: silver_users for the questions about people, bronze, the quarantine and
-two versions of gold_country_stats for the history.
+two versions of gold (gold_stats) for the history.
 """
 
 from __future__ import annotations
@@ -344,7 +344,8 @@ QUARANTINE = [  # (Kafka timestamp, reasons)
 ]
 GOLD_SCHEMA = T.StructType(
     [
-        T.StructField("country", T.StringType()),
+        T.StructField("dimension", T.StringType()),
+        T.StructField("group_key", T.StringType()),
         T.StructField("count_users", T.LongType()),
         T.StructField("avg_age", T.DoubleType()),
     ]
@@ -361,12 +362,20 @@ def lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[
     spark.createDataFrame(QUARANTINE, "kafka_timestamp timestamp, reasons array<string>").write.format(
         "delta"
     ).save(tables["quarantine"])
-    gold = tables["gold_country_stats"]
-    spark.createDataFrame([("France", 2, 30.0), ("Spain", 1, 40.0)], GOLD_SCHEMA).write.format("delta").save(
-        gold
-    )
+    gold = tables["gold_stats"]
+    # Gold holds every dimension: the time travel compares the countries only.
     spark.createDataFrame(
-        [("France", 3, 35.0), ("Spain", 1, 40.0), ("Brazil", 2, 20.0)], GOLD_SCHEMA
+        [("country", "France", 2, 30.0), ("country", "Spain", 1, 40.0), ("gender", "female", 3, 33.3)],
+        GOLD_SCHEMA,
+    ).write.format("delta").save(gold)
+    spark.createDataFrame(
+        [
+            ("country", "France", 3, 35.0),
+            ("country", "Spain", 1, 40.0),
+            ("country", "Brazil", 2, 20.0),
+            ("gender", "female", 6, 31.0),
+        ],
+        GOLD_SCHEMA,
     ).write.format("delta").mode("overwrite").save(gold)
     return tables
 

@@ -252,10 +252,11 @@ def test_mongo_documents(fixture_data: tuple[DataFrame, list[dict[str, Any]]]) -
         (aggregates.country_stats, "country"),
         (aggregates.gender_stats, "gender"),
         (aggregates.age_band_stats, "age_band"),
+        (aggregates.gold_stats, aggregates.GOLD_KEY),
     ],
 )
 def test_gold_plus_a_batch_equals_gold_recomputed_from_all_of_silver(
-    fixture_data: tuple[DataFrame, list[dict[str, Any]]], factory: Any, key: str
+    fixture_data: tuple[DataFrame, list[dict[str, Any]]], factory: Any, key: str | tuple[str, ...]
 ) -> None:
     enriched, _users = fixture_data
     silver = aggregates.latest_per_user(enriched).select("user_id", "country", "gender", "age")
@@ -275,3 +276,30 @@ def test_gold_plus_a_batch_equals_gold_recomputed_from_all_of_silver(
     assertSchemaEqual(added.schema, recomputed.schema)
     assert_same_frame(added, recomputed)
     assert added.count() > 1
+
+
+def test_gold_holds_every_dimension_and_projects_each_to_its_table(
+    fixture_data: tuple[DataFrame, list[dict[str, Any]]],
+) -> None:
+    """One gold table (one Delta commit a batch): each statistics table is exactly its
+    dimension's own aggregates, in the table's columns, and nothing else is in gold."""
+    enriched, _users = fixture_data
+    silver = aggregates.latest_per_user(enriched).select("country", "gender", "age")
+    gold = silver.transform(aggregates.gold_stats(LAST_UPDATE)).cache()
+    assert _schema(gold) == [
+        ("dimension", "string"),
+        ("group_key", "string"),
+        ("count_users", "bigint"),
+        ("sum_age", "bigint"),
+        ("avg_age", "double"),
+        ("male_count", "bigint"),
+        ("female_count", "bigint"),
+        ("last_update", "timestamp"),
+    ]
+    total = 0
+    for dimension, table, factory in aggregates.DIMENSIONS:
+        projected = projections.to_statistics_rows(gold, dimension, table)
+        assert _schema(projected) == cassandra_columns(table)
+        assert_same_frame(projected, silver.transform(factory(LAST_UPDATE)))
+        total += projected.count()
+    assert gold.count() == total
