@@ -1,6 +1,6 @@
 """A/B of Spark settings on the job's two hottest fixed and per-user costs, in one run.
 
-    scripts/spark-submit.sh bench/tuning.py [--users 50000] [--commits 20]
+    scripts/spark-submit.sh bench/tuning.py [--users 50000] [--commits 20] [--skip ...] [--label ...]
 
 Each variant runs in the same JVM, one after the other, twice (A B A B ...), so the
 machine's speed (which drifts by 1.5x over a day here) is the same for all; the second
@@ -14,11 +14,17 @@ round's figures are the warm ones:
   cache     the lake's cached batch (pipeline.checked_users, persisted) with every user's
             JSON text, and with only the quarantined users' (what the job keeps): its size
             in Spark's storage and the time of the first pass that fills it (the counts).
-  commits   an idempotent Delta overwrite of a 25-row table (a gold table's per-batch
+  commits   an idempotent Delta overwrite of a 25-row table (the size of gold's per-batch
             commit), `--commits` times per variant: median and max seconds. Variants of
             Delta's snapshot partitions and checksum file.
+  cassandra the serving query's two Cassandra writes (random_user_table: one partition per
+            user; latest_users: one per day) of `--users` users, three rounds: the
+            connector's defaults (rows batched only within a partition, 1 KiB batches, 5
+            batches in flight per task) against conf/spark-defaults.conf (batched by replica
+            set, 2 KiB, 16 in flight). Needs the stack (`make up`): it writes to the bench
+            keyspace.
 
-Results: bench/results/tuning.json (docs/PERFORMANCE.md, "What was tried").
+Results: bench/results/tuning.json, or LABEL.json (docs/PERFORMANCE.md, "What was tried").
 """
 
 from __future__ import annotations
@@ -38,14 +44,14 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
-from bench.harness import TOPIC, say, write_result  # noqa: E402
+from bench.harness import DATABASE, KEYSPACE, TOPIC, prepare_namespace, say, write_result  # noqa: E402
 from bench.stages import kafka_rows  # noqa: E402
 from common import job_settings  # noqa: E402
 from common.job_settings import JobSettings  # noqa: E402
 from jobs import pipeline  # noqa: E402
-from jobs.core import aggregates, quality, transform  # noqa: E402
+from jobs.core import aggregates, projections, quality, transform  # noqa: E402
 from jobs.core.schema import BRONZE_SCHEMA  # noqa: E402
-from jobs.io import delta  # noqa: E402
+from jobs.io import cassandra, delta  # noqa: E402
 from jobs.io.session import spark_session  # noqa: E402
 
 COMPUTE_VARIANTS: dict[str, dict[str, str]] = {
@@ -56,6 +62,14 @@ COMMIT_VARIANTS: dict[str, dict[str, str]] = {
     "as configured": {},
     "snapshotPartitions=1": {"spark.databricks.delta.snapshotPartitions": "1"},
     "no checksum file": {"spark.databricks.delta.writeChecksumFile.enabled": "false"},
+}
+CASSANDRA_VARIANTS: dict[str, dict[str, str]] = {
+    "connector defaults": {
+        "spark.cassandra.output.batch.grouping.key": "partition",
+        "spark.cassandra.output.batch.size.bytes": "1024",
+        "spark.cassandra.output.concurrent.writes": "5",
+    },
+    "as configured": {},
 }
 GOLD_SCHEMA = "country string, count_users bigint, sum_age bigint, avg_age double, male_count bigint"
 
@@ -178,20 +192,61 @@ def commits(spark: SparkSession, lake: Path, count: int) -> dict[str, Any]:
     return out
 
 
+def cassandra_writes(spark: SparkSession, job: JobSettings, users: int) -> dict[str, Any]:
+    key, version = job.common.pseudonym.key, job.common.pseudonym.key_version
+    raw = spark.createDataFrame(kafka_rows(users, 100, "tuning-cassandra"), BRONZE_SCHEMA)
+    checked = quality.with_reasons(transform.users_from_bronze(raw.select(*pipeline.BRONZE_COLUMNS)))
+    enriched = quality.valid(checked).transform(transform.enrich_users(key, version, dt.datetime.now(dt.UTC)))
+    rows = {
+        "random_user_table": projections.to_random_user_rows(enriched).persist(),
+        "latest_users": projections.to_latest_users_rows(enriched).persist(),
+    }
+    for df in rows.values():
+        df.count()
+    out: dict[str, Any] = {}
+    for round_ in (1, 2, 3):  # the first round warms the JVM and Cassandra up
+        for variant, options in CASSANDRA_VARIANTS.items():
+            for table, df in rows.items():
+                writer = (
+                    df.write.format(cassandra.CASSANDRA_FORMAT)
+                    .mode("append")
+                    .option("keyspace", job.common.cassandra.keyspace)
+                    .option("table", table)
+                )
+                for name, value in options.items():
+                    writer = writer.option(name, value)
+                started = time.perf_counter()
+                writer.save()
+                seconds = time.perf_counter() - started
+                if round_ > 1:
+                    out.setdefault(variant, {}).setdefault(table, []).append(
+                        {"seconds": round(seconds, 2), "users_per_s": round(users / seconds)}
+                    )
+                say("tuning", f"round {round_} cassandra {variant:<20} {table:<18} {seconds:6.2f} s")
+    for df in rows.values():
+        df.unpersist()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--commits", type=int, default=22)
-    parser.add_argument("--skip", default="", help="compute,cache,commits")
+    parser.add_argument("--skip", default="", help="compute,cache,commits,cassandra")
+    parser.add_argument("--label", default="tuning", help="results file name (bench/results/LABEL.json)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     lake = Path(tempfile.mkdtemp(prefix="bench-tuning-", dir=ROOT / ".stack"))
     os.environ.update(
         KAFKA_TOPIC=TOPIC,
+        CASSANDRA_KEYSPACE=KEYSPACE,
+        MONGO_DATABASE=DATABASE,
         LAKE_DIR=str(lake / "lake"),
         CHECKPOINT_DIR=str(lake / "checkpoints"),
         SPARK_UI_PORT="4195",
     )
+    if "cassandra" not in skip:
+        prepare_namespace()
     job = job_settings.load()
     spark = spark_session(job, "bench_tuning")
     spark.sparkContext.setLogLevel("WARN")
@@ -203,9 +258,11 @@ def main() -> int:
             results["cache"] = cache(spark, args.users)
         if "commits" not in skip:
             results["commits"] = commits(spark, lake, args.commits)
+        if "cassandra" not in skip:
+            results["cassandra"] = cassandra_writes(spark, job, args.users)
     finally:
         spark.stop()
-    write_result("tuning", results)
+    write_result(args.label, results)
     return 0
 
 
