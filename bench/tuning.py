@@ -193,10 +193,8 @@ def commits(spark: SparkSession, lake: Path, count: int) -> dict[str, Any]:
 
 
 def cassandra_writes(spark: SparkSession, job: JobSettings, users: int) -> dict[str, Any]:
-    key, version = job.common.pseudonym.key, job.common.pseudonym.key_version
     raw = spark.createDataFrame(kafka_rows(users, 100, "tuning-cassandra"), BRONZE_SCHEMA)
-    checked = quality.with_reasons(transform.users_from_bronze(raw.select(*pipeline.BRONZE_COLUMNS)))
-    enriched = quality.valid(checked).transform(transform.enrich_users(key, version, dt.datetime.now(dt.UTC)))
+    enriched = plans(raw, job)["+ enrich + dedup (silver rows)"]  # one row per generated user
     rows = {
         "random_user_table": projections.to_random_user_rows(enriched).persist(),
         "latest_users": projections.to_latest_users_rows(enriched).persist(),

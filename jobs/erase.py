@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import operator
 import re
 import sys
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, Row, SparkSession
@@ -319,9 +321,15 @@ def recompute_gold(
     gold = spark.createDataFrame(rows, computed.schema)
     if gold_exists:
         delta.merge_upsert(spark, gold, path, aggregates.GOLD_KEY, f"erase-{request_id}", 0)
-        for dimension, group in gone:
+        if gone:  # one commit for every group left empty
             DeltaTable.forPath(spark, path).delete(
-                (F.col("dimension") == dimension) & (F.col("group_key") == group)
+                reduce(
+                    operator.or_,
+                    [
+                        (F.col("dimension") == dimension) & (F.col("group_key") == group)
+                        for dimension, group in gone
+                    ],
+                )
             )
     for write in gold_projections(gold, job):
         write()

@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pyspark.sql import SparkSession
+from delta.tables import DeltaTable
+from pyspark.sql import Row, SparkSession
+from pyspark.sql import functions as F
 
 from common import clients, job_settings
 from common.job_settings import JobSettings
 from common.settings import Settings
-from jobs import pipeline
-from jobs.io import cassandra, retry
+from jobs import erase, pipeline
+from jobs.core import aggregates
+from jobs.io import cassandra, delta, retry
 from ops import cassandra_setup
 from tests.unit.bronze_rows import bronze_df, bronze_row, encode, envelope, load_users
 
@@ -144,3 +147,44 @@ def test_a_lake_batch_run_again_after_its_gold_committed_projects_the_same_stati
     # ...and the whole batch run again by a restarted job (nothing kept in memory).
     pipeline.LakeProcessor(spark, job, APP).process(raw[1], 1)
     assert _stats(stack) == after
+
+
+def test_an_erasure_that_empties_groups_deletes_them_from_gold_and_cassandra(
+    spark: SparkSession, stack: Settings, job: JobSettings, fixtures_dir: Path
+) -> None:
+    """erase.recompute_gold after every Brazilian left silver: Brazil (and any age band only
+    they were in) leaves gold and the statistics tables; every other group is recomputed."""
+    _, french = load_users(fixtures_dir, "nat-FR.json")
+    _, brazilians = load_users(fixtures_dir, "nat-BR.json")
+    lake = pipeline.LakeProcessor(spark, job, APP)
+    for n, users in enumerate((french, brazilians)):
+        lake.process(bronze_df(spark, [bronze_row(encode(envelope(users, batch_id=f"e-{n}", seq=n)), n)]), n)
+    silver_path = job.table("silver_users")
+    leaving = delta.read_delta(spark, silver_path).where(F.col("country") == "Brazil").collect()
+    assert len(leaving) == len(brazilians)
+    DeltaTable.forPath(spark, silver_path).delete(F.col("country") == "Brazil")
+
+    updated = erase.recompute_gold(spark, job, leaving, "req-emptied")
+
+    def measures(rows: list[Row]) -> set[tuple[Any, ...]]:
+        return {(r.dimension, r.group_key, r.count_users, r.sum_age) for r in rows}
+
+    now = dt.datetime.now(dt.UTC)
+    silver = delta.read_delta(spark, silver_path)
+    want = measures(silver.transform(aggregates.gold_stats(now)).collect())
+    assert measures(delta.read_delta(spark, job.table(pipeline.GOLD_TABLE)).collect()) == want
+    assert ("country", "Brazil") not in {(d, k) for d, k, *_ in want}
+    assert _rows(stack, "SELECT country, count_users FROM country_stats") == [("France", len(french))]
+    for dimension, table, _ in aggregates.DIMENSIONS:
+        expected = sorted((k, n) for d, k, n, _ in want if d == dimension)
+        assert _rows(stack, f"SELECT {dimension}, count_users FROM {table}") == expected
+    touched = {
+        (d, k)
+        for d, k, *_ in measures(
+            spark.createDataFrame(leaving, silver.schema).transform(aggregates.gold_stats(now)).collect()
+        )
+    }
+    assert updated == {
+        table: sum(1 for d, k, *_ in want if d == dimension and (d, k) in touched)
+        for dimension, table, _ in aggregates.DIMENSIONS
+    }
