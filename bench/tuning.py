@@ -95,7 +95,7 @@ def plans(raw: DataFrame, job: JobSettings) -> dict[str, DataFrame]:
     users = transform.users_from_bronze(raw.select(*pipeline.BRONZE_COLUMNS))
     checked = quality.with_reasons(users)
     enriched = quality.valid(checked).transform(transform.enrich_users(key, version, now))
-    serving = quality.valid(quality.with_batch_reasons(pipeline.serving_rows(raw, key, version, now)))
+    serving = quality.valid(quality.with_batch_reasons(pipeline.serving_rows(raw, key, version)))
     return {
         "parse + explode": users,
         "+ quality rules": checked,

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructField, StructType, TimestampType
 
@@ -187,18 +187,20 @@ def checked_users(raw: DataFrame) -> DataFrame:
     return checked.withColumn("user_json", F.when(F.size("reasons") > 0, F.col("user_json")))
 
 
-def serving_rows(raw: DataFrame, key: bytes, key_version: int, processed: dt.datetime | Column) -> DataFrame:
-    """Kafka rows -> the users the serving path may write, enriched, with the `reasons` of the
-    rules of one row (ServingProcessor adds the per-batch ones, then keeps the valid users).
+def serving_rows(raw: DataFrame, key: bytes, key_version: int) -> DataFrame:
+    """Kafka rows -> the users the serving path may write, enriched but for their processed
+    time (ServingProcessor stamps it), with the `reasons` of the rules of one row
+    (ServingProcessor adds the per-batch ones, then keeps the valid users).
 
     Row by row, so the streaming job makes it part of the serving query's own plan: built
     once when the query starts, not again in Python for every micro-batch (that cost ~0.6 s
     a batch). Rows that cannot be a valid user (no parsed user, no well-formed uuid) are
-    left out here; the lake path quarantines them.
+    left out here; the lake path quarantines them. No per-batch value is in it, so its
+    generated code is the same for every batch and compiled once.
     """
     rows = quality.with_row_reasons(transform.users_from_bronze(raw.select(*BRONZE_COLUMNS)))
     return rows.where(F.col(quality.BATCH_KEY).isNotNull()).transform(
-        transform.enrich_users(key, key_version, processed, keep=("reasons", quality.BATCH_KEY))
+        transform.enrich_users(key, key_version, None, keep=("reasons", quality.BATCH_KEY))
     )
 
 
@@ -309,11 +311,12 @@ class _Processor:
         """People who asked to be erased never come back, whether from Kafka or a replay."""
         return erasure.without_erased(users, self.erasure_ledger(), self.job.common.pseudonym.key)
 
-    def enriched(self, checked: DataFrame, started: dt.datetime) -> DataFrame:
-        """The batch's valid users, enriched, without the people who asked to be erased."""
+    def enriched(self, checked: DataFrame) -> DataFrame:
+        """The batch's valid users, enriched but for their processed time
+        (transform.with_processed_time), without the people who asked to be erased."""
         key, key_version = self.job.common.pseudonym.key, self.job.common.pseudonym.key_version
         return self.without_erased(
-            quality.valid(checked).transform(transform.enrich_users(key, key_version, started))
+            quality.valid(checked).transform(transform.enrich_users(key, key_version, None))
         )
 
 
@@ -333,13 +336,16 @@ class ServingProcessor(_Processor):
         report = BatchReport(batch_id, query=self.query)
         t0 = time.monotonic()
         with self.gate.serving() if self.gate is not None else contextlib.nullcontext():
-            users = self.without_erased(
+            cached = self.without_erased(
                 quality.valid(quality.with_batch_reasons(rows)).drop("reasons")
             ).persist()
+            # The batch's planned time (the same on a rerun), stamped after the cache: the
+            # stage that parses and enriches holds no per-batch literal, its code is reused.
+            users = cached.transform(transform.with_processed_time(self.batch_time(batch_id)))
             try:
                 self._run(report, self.steps(users))
             finally:
-                users.unpersist()
+                cached.unpersist()
         return self._finish(report, t0)
 
     def steps(self, users: DataFrame) -> list[list[Step]]:
@@ -428,8 +434,15 @@ class LakeProcessor(_Processor):
 
             bad = quality.quarantined(checked)
             key, key_version = job.common.pseudonym.key, job.common.pseudonym.key_version
-            silver_rows = aggregates.latest_per_user(self.enriched(checked, started)).select(
-                "*", F.lit(app).alias("first_app_id"), F.lit(batch_id).cast("bigint").alias("first_batch_id")
+            # The per-batch values after the deduplication's shuffle, out of the heavy stage.
+            silver_rows = (
+                aggregates.latest_per_user(self.enriched(checked))
+                .transform(transform.with_processed_time(started))
+                .select(
+                    "*",
+                    F.lit(app).alias("first_app_id"),
+                    F.lit(batch_id).cast("bigint").alias("first_batch_id"),
+                )
             )
             # No bad record: nothing to append, once the table exists (readers expect it).
             if report.quarantined or not self.quarantine_exists():

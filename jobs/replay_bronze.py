@@ -312,8 +312,7 @@ def run(
     for index in range(state.done, len(state.boundaries)):
         chunk = bronze.where(chunk_condition(state.boundaries, index))
         pseudonym = target.common.pseudonym
-        now = dt.datetime.now(dt.UTC)
-        serving.process(pipeline.serving_rows(chunk, pseudonym.key, pseudonym.key_version, now), index)
+        serving.process(pipeline.serving_rows(chunk, pseudonym.key, pseudonym.key_version), index)
         report = lake.process(chunk, index)
         state.done = index + 1
         state.save(state_path)

@@ -22,7 +22,6 @@ import threading
 import time
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common import job_settings, stopping
@@ -94,12 +93,10 @@ class Job:
         processor.use_pool()
         source = kafka.read_kafka(self.spark, self.job, q, self.starting_offsets)
         if q.name == job_settings.SERVING:
-            # The row-by-row work is part of the query's plan, built once; Spark replaces
-            # current_timestamp() with each batch's planned time (the same on a rerun).
+            # The row-by-row work is part of the query's plan, built once; the processor
+            # stamps each batch's planned time (the same on a rerun).
             pseudonym = self.job.common.pseudonym
-            source = pipeline.serving_rows(
-                source, pseudonym.key, pseudonym.key_version, F.current_timestamp()
-            )
+            source = pipeline.serving_rows(source, pseudonym.key, pseudonym.key_version)
         writer = (
             source.writeStream.queryName(q.name)
             .option("checkpointLocation", str(checkpoint))

@@ -221,17 +221,18 @@ def users_from_bronze(bronze: DataFrame) -> DataFrame:
 
 
 def enrich_users(
-    key: bytes, key_version: int, processed_time: dt.datetime | Column, keep: tuple[str, ...] = ()
+    key: bytes, key_version: int, processed_time: dt.datetime | None, keep: tuple[str, ...] = ()
 ) -> Transformation:
     """Factory: user rows (from explode_users, usually only the valid ones) -> ENRICHED_COLUMNS
     (then the columns named in `keep`).
 
     The pseudonym key and version come from settings; processed_time is given by the
-    caller so the result depends on the input alone: an instant (e.g. the micro-batch's
-    start), or a Column such as F.current_timestamp(), which a streaming query replaces
-    with its batch's planned time (the same on a rerun).
+    caller so the result depends on the input alone (e.g. the micro-batch's planned time,
+    the same on a rerun). None leaves the column out, for with_processed_time to add later:
+    Spark compiles a timestamp literal into the generated code, so a heavy stage that holds
+    one is compiled again for every batch (docs/PERFORMANCE.md, code generation).
     """
-    processed = processed_time if isinstance(processed_time, Column) else literal_time(processed_time)
+    processed = [] if processed_time is None else [literal_time(processed_time).alias("processed_time")]
 
     def transform(users: DataFrame) -> DataFrame:
         u = F.col("user")
@@ -261,7 +262,7 @@ def enrich_users(
             email_pseudonym_col(email, key, key_version).alias("email_pseudo"),
             phone_pseudonym_col(u["phone"], key, key_version).alias("phone_pseudo"),
             phone_pseudonym_col(u["cell"], key, key_version).alias("cell_pseudo"),
-            processed.alias("processed_time"),
+            *processed,
             F.col("meta.source").alias("source"),
             F.col("meta.producer_id").alias("producer_id"),
             F.col("meta.seq").alias("seq"),
@@ -271,5 +272,24 @@ def enrich_users(
             "user_index",
             *keep,
         )
+
+    return transform
+
+
+def with_processed_time(processed_time: dt.datetime) -> Transformation:
+    """Factory: rows enriched without a processed time (enrich_users(..., None)) -> the same
+    rows with it, in its place among ENRICHED_COLUMNS (other columns follow, in their order).
+
+    A cheap projection meant to come after the heavy stage (a cache, a shuffle): the
+    literal's code is compiled for each batch, the stage before it only once.
+    """
+    stamp = literal_time(processed_time).alias("processed_time")
+
+    def transform(users: DataFrame) -> DataFrame:
+        before = [c for c in users.columns if c in ENRICHED_COLUMNS]
+        at = ENRICHED_COLUMNS.index("processed_time")
+        head = [c for c in before if ENRICHED_COLUMNS.index(c) < at]
+        tail = [c for c in users.columns if c not in head]
+        return users.select(*head, stamp, *tail)
 
     return transform

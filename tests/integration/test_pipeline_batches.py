@@ -94,7 +94,7 @@ def test_an_empty_batch_passes_both_paths_and_writes_no_quality_row(
 ) -> None:
     empty = bronze_df(spark, [])
     pseudonym = job.common.pseudonym
-    rows = pipeline.serving_rows(empty, pseudonym.key, pseudonym.key_version, dt.datetime.now(dt.UTC))
+    rows = pipeline.serving_rows(empty, pseudonym.key, pseudonym.key_version)
     pipeline.ServingProcessor(spark, job, APP).process(rows, 0)
     report = pipeline.LakeProcessor(spark, job, APP).process(empty, 0)
     assert (report.records_in, report.users_in, report.new_users) == (0, 0, 0)

@@ -392,8 +392,12 @@ def test_serving_path_keeps_exactly_the_lake_paths_valid_users(
     fixtures, _ = fixture_bronze(spark, fixtures_dir)
     raw = fixtures.unionByName(bad.bronze(spark).withColumn("partition", F.lit(1)))
     lake = quality.valid(pipeline.checked_users(raw)).transform(transform.enrich_users(KEY, 1, PROCESSED))
-    serving_rows = pipeline.serving_rows(raw, KEY, 1, transform.literal_time(PROCESSED))
-    serving = quality.valid(quality.with_batch_reasons(serving_rows)).drop("reasons")
+    serving_rows = pipeline.serving_rows(raw, KEY, 1)
+    serving = (
+        quality.valid(quality.with_batch_reasons(serving_rows))
+        .drop("reasons")
+        .transform(transform.with_processed_time(PROCESSED))
+    )
     assert serving.columns == list(transform.ENRICHED_COLUMNS)
     assert_same_frame(serving, lake)
     # the bad batch's valid users: 0, 10 and 11 of the first message, and the user re-sent twice

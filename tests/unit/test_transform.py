@@ -29,7 +29,7 @@ from tests.unit.bronze_rows import (
     fixture_bronze,
     load_users,
 )
-from tests.unit.frames import assert_rows
+from tests.unit.frames import assert_rows, assert_same_frame
 
 ENRICHED_COLUMNS = [
     "user_id",
@@ -140,6 +140,20 @@ def test_every_fixture_user_enriched_exactly(fixture_users: tuple[DataFrame, lis
     ]
     assert len(expected) == 230
     assert_rows(enriched, expected)
+
+
+def test_processed_time_stamped_later_gives_the_same_users(
+    fixture_users: tuple[DataFrame, list[dict[str, Any]]],
+) -> None:
+    """The serving path and silver stamp the processed time after their heavy stage: the same
+    rows, column for column, as enriching with it; extra columns keep their place after it."""
+    users, _ = fixture_users
+    later = users.transform(transform.enrich_users(KEY, 1, None, keep=("position",))).transform(
+        transform.with_processed_time(PROCESSED)
+    )
+    assert later.columns == [*ENRICHED_COLUMNS, "position"]
+    assert_same_frame(later, users.transform(transform.enrich_users(KEY, 1, PROCESSED, keep=("position",))))
+    assert "processed_time" not in users.transform(transform.enrich_users(KEY, 1, None)).columns
 
 
 def test_quirks_parse(fixture_users: tuple[DataFrame, list[dict[str, Any]]]) -> None:
