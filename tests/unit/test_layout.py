@@ -92,3 +92,17 @@ def test_packages_import_one_way() -> None:
                 if name.split(".")[0] in forbidden and (rel, name) not in KNOWN_EXCEPTIONS
             ]
     assert wrong == []
+
+
+def test_no_script_folder_hides_a_standard_module() -> None:
+    """A script run as `spark-submit DIR/x.py` (or `python DIR/x.py`) has DIR first on its path:
+    a DIR/profile.py there hid the standard library's `profile`, and PySpark's profiler import
+    broke `make bench`. No module of such a folder may share a standard module's name."""
+    folders = ("bench", "jobs", "scripts", "ops", "dashboard", "ingest")
+    clashes = sorted(
+        str(path.relative_to(ROOT))
+        for folder in folders
+        for path in (ROOT / folder).glob("*.py")
+        if path.stem in sys.stdlib_module_names
+    )
+    assert clashes == []

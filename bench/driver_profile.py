@@ -1,7 +1,7 @@
 """Where the streaming job's driver JVM spends its CPU: a JFR profile of the running job.
 
-    .venv/bin/python -m bench.profile [--seconds 60] [--pid PID] [--label profile]
-    .venv/bin/python -m bench.profile --recording FILE.jfr --label L   (summarise a recording)
+    .venv/bin/python -m bench.driver_profile [--seconds 60] [--pid PID] [--label profile]
+    .venv/bin/python -m bench.driver_profile --recording FILE.jfr --label L   (summarise a recording)
 
 Attaches Java Flight Recorder (JDK 17's own, no agent) to the running job
 (scripts/spark-submit.sh jobs/stream_users.py: `make demo`, or a phase of `make bench`),
@@ -11,6 +11,9 @@ does: code generation and compilation, planning, the JSON parse, each sink's wri
 wins). Prints the table and writes bench/results/LABEL.json, with the recording beside it
 under .stack/ for `jfr` or JDK Mission Control. JFR's sampling costs a few per cent of a
 core; a figure taken while it records is not a benchmark figure.
+
+(Not `bench/profile.py`: a script run by spark-submit has bench/ first on its path, and a
+`profile` module there hides the standard library's, which PySpark's profiler imports.)
 
 This is how the next bottleneck is named by measurement (docs/PERFORMANCE.md): at
 10 users / 10 s it found a third of the driver's CPU in code generation.

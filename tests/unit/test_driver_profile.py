@@ -1,8 +1,8 @@
-"""bench/profile.py: JFR's execution samples sorted into what the job does."""
+"""bench/driver_profile.py: JFR's execution samples sorted into what the job does."""
 
 from __future__ import annotations
 
-from bench.profile import categorise
+from bench.driver_profile import categorise
 
 
 def sample(*frames: str) -> str:
