@@ -285,11 +285,10 @@ def with_processed_time(processed_time: dt.datetime) -> Transformation:
     """
     stamp = literal_time(processed_time).alias("processed_time")
 
+    before = ENRICHED_COLUMNS[: ENRICHED_COLUMNS.index("processed_time")]
+
     def transform(users: DataFrame) -> DataFrame:
-        before = [c for c in users.columns if c in ENRICHED_COLUMNS]
-        at = ENRICHED_COLUMNS.index("processed_time")
-        head = [c for c in before if ENRICHED_COLUMNS.index(c) < at]
-        tail = [c for c in users.columns if c not in head]
-        return users.select(*head, stamp, *tail)
+        head = [c for c in users.columns if c in before]
+        return users.select(*head, stamp, *(c for c in users.columns if c not in before))
 
     return transform
