@@ -41,11 +41,14 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # Prometheus (`make monitoring`, or PROMETHEUS_ENABLED=true) is a server role when it runs: its
 # flag --storage.tsdb.path is on no other command line (Kafka's and Cassandra's name their JMX
 # exporter's files, hence after them).
-SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)", "prometheus")
+SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)", "mongo backend (PostgreSQL)", "prometheus")
 ROLES: tuple[tuple[str, str], ...] = (
     ("kafka", "kafka.Kafka"),
     ("cassandra", "CassandraDaemon"),
     ("mongo server (FerretDB)", "ferretdb"),
+    # FERRETDB_BACKEND=postgresql: the cluster's postmaster and its backends (after FerretDB,
+    # whose --handler=postgresql would match too)
+    ("mongo backend (PostgreSQL)", "postgres"),
     ("prometheus", "--storage.tsdb.path="),
     ("spark driver (JVM)", "org.apache.spark.deploy.SparkSubmit"),
     ("spark driver (Python)", "jobs/stream_users.py"),

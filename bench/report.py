@@ -142,6 +142,77 @@ def footprint_table(e2e: dict[str, Any]) -> list[str]:
     return lines
 
 
+# the processes that do the pipeline's work for each user, in the order the user meets them
+PIPELINE = (
+    "producer",
+    "kafka",
+    "spark driver (JVM)",
+    "spark driver (Python)",
+    "cassandra",
+    "mongo server (FerretDB)",
+    "mongo backend (PostgreSQL)",
+)
+SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)", "mongo backend (PostgreSQL)")
+MIN_USERS = 10_000  # below this a phase's CPU is the processes' idle and fixed cost, not per-user work
+
+
+def cpu_per_user(e2e: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """CPU-ms each process spent per user delivered, by phase, with the ceiling it implies.
+
+    A phase's footprint window runs from the producer's start until both queries have
+    committed everything produced (the drain), so every user's work on every process falls
+    inside it; phases that did not drain, or too small to weigh per-user work, are left out.
+    """
+    cores = e2e["machine"]["cpus"]
+    out: dict[str, dict[str, float]] = {}
+    for name, p in e2e["phases"].items():
+        users = p["delivered_in_cassandra_latest_users"]
+        if p["drain_after_stop_s"] is None or users < MIN_USERS:
+            continue
+        procs = p["footprint"]["processes"]
+        row = {role: 1000 * procs[role]["cpu_s"] / users for role in PIPELINE if role in procs}
+        total, servers = sum(row.values()), sum(row.get(r, 0.0) for r in SERVERS)
+        row.update(
+            total=total,
+            ceiling_users_s=1000 * cores / total,
+            servers_ceiling_users_s=1000 * cores / servers if servers else float("inf"),
+            users=users,
+        )
+        out[name] = row
+    return out
+
+
+def cpu_table(e2e: dict[str, Any]) -> list[str]:
+    rows = cpu_per_user(e2e)
+    if not rows:
+        return []
+    cores = e2e["machine"]["cpus"]
+    roles = [role for role in PIPELINE if any(role in r for r in rows.values())]
+    lines = [
+        "| phase | users | "
+        + " | ".join(roles)
+        + f" | all | ceiling on {cores} cores (users/s) | servers' share alone (users/s) |",
+        "|---" * (len(roles) + 5) + "|",
+    ]
+    for name, r in rows.items():
+        cells = " | ".join(fmt(r.get(role), 3) for role in roles)
+        lines.append(
+            f"| {name} | {fmt(r['users'])} | {cells} | **{fmt(r['total'], 3)}** | "
+            f"{fmt(round(r['ceiling_users_s']))} | {fmt(round(r['servers_ceiling_users_s']))} |"
+        )
+    lines += [
+        "",
+        "CPU-ms per user delivered, from each phase's own footprint (producer start to the end of "
+        "the drain). The ceiling is the machine's cores divided by that cost: the most the "
+        "pipeline could carry with every core busy on it and nothing else running. The last "
+        "column counts Kafka, Cassandra and FerretDB alone: what those servers' work per user "
+        "caps on this machine even if the Spark job cost nothing. Below the ceiling a process also "
+        "spends its per-batch and idle cost, shared by fewer users, so the phase with the "
+        "largest batches (the highest load) gives the closest estimate.",
+    ]
+    return lines
+
+
 def stages_table(stages: dict[str, Any] | None, producer: dict[str, Any] | None) -> list[str]:
     lines = ["| stage (alone) | users | seconds | users/s |", "|---|---|---|---|"]
     if producer:
@@ -195,6 +266,8 @@ def render() -> str:
             *footprint_table(e2e),
             "",
         ]
+        if cpu := cpu_table(e2e):
+            out += ["### CPU per user, and the ceiling it sets", "", *cpu, ""]
     if stages or producer:
         out += ["### Each stage's ceiling", "", *stages_table(stages, producer), ""]
     out.append(END)

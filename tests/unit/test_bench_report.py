@@ -1,0 +1,66 @@
+"""bench.report: the CPU each process spends per user, and the ceiling it sets, from a run's JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench import report
+
+
+def _phase(users: int, drained: float | None, cpu: dict[str, float]) -> dict[str, Any]:
+    return {
+        "delivered_in_cassandra_latest_users": users,
+        "drain_after_stop_s": drained,
+        "footprint": {"processes": {role: {"cpu_s": s} for role, s in cpu.items()}},
+    }
+
+
+CPU = {
+    "producer": 4.0,
+    "kafka": 2.0,
+    "spark driver (JVM)": 40.0,
+    "spark driver (Python)": 1.0,
+    "cassandra": 15.0,
+    "mongo server (FerretDB)": 13.0,
+    "dashboard": 9.0,  # not the pipeline's per-user work
+}
+RUN = {
+    "machine": {"cpus": 2},
+    "phases": {
+        "spec": _phase(300, 30.0, CPU),  # too few users to weigh
+        "rate_2000": _phase(100_000, 20.0, CPU),
+        "rate_5000": _phase(400_000, None, CPU),  # did not drain: its work is not all in the window
+    },
+}
+
+
+def test_cpu_per_user_counts_the_pipeline_processes_of_the_drained_phases_only() -> None:
+    assert report.cpu_per_user(RUN) == {
+        "rate_2000": {
+            "producer": pytest.approx(0.04),
+            "kafka": pytest.approx(0.02),
+            "spark driver (JVM)": pytest.approx(0.4),
+            "spark driver (Python)": pytest.approx(0.01),
+            "cassandra": pytest.approx(0.15),
+            "mongo server (FerretDB)": pytest.approx(0.13),
+            "total": pytest.approx(0.75),
+            "ceiling_users_s": pytest.approx(2000 / 0.75),
+            "servers_ceiling_users_s": pytest.approx(2000 / 0.30),
+            "users": 100_000,
+        }
+    }
+
+
+def test_cpu_table_renders_one_row_per_weighed_phase() -> None:
+    lines = report.cpu_table(RUN)
+    rows = [line for line in lines if line.startswith("| rate_")]
+    assert rows == [
+        "| rate_2000 | 100,000 | 0.040 | 0.020 | 0.400 | 0.010 | 0.150 | 0.130 | **0.750** | 2,667 | 6,667 |"
+    ]
+    assert lines[0].count("|") == lines[1].count("|")
+
+
+def test_cpu_table_is_empty_without_a_weighed_phase() -> None:
+    assert report.cpu_table({"machine": {"cpus": 2}, "phases": {"spec": _phase(300, 30.0, CPU)}}) == []
