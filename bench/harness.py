@@ -45,10 +45,11 @@ SERVERS = ("kafka", "cassandra", "mongo server (FerretDB)", "mongo backend (Post
 ROLES: tuple[tuple[str, str], ...] = (
     ("kafka", "kafka.Kafka"),
     ("cassandra", "CassandraDaemon"),
+    # FERRETDB_BACKEND=postgresql: the cluster's postmaster and its processes (before FerretDB:
+    # a backend's title names its database and user, "postgres: ferretdb ferretdb ...")
+    ("mongo backend (PostgreSQL)", "/bin/postgres "),
+    ("mongo backend (PostgreSQL)", "postgres: "),
     ("mongo server (FerretDB)", "ferretdb"),
-    # FERRETDB_BACKEND=postgresql: the cluster's postmaster and its backends (after FerretDB,
-    # whose --handler=postgresql would match too)
-    ("mongo backend (PostgreSQL)", "postgres"),
     ("prometheus", "--storage.tsdb.path="),
     ("spark driver (JVM)", "org.apache.spark.deploy.SparkSubmit"),
     ("spark driver (Python)", "jobs/stream_users.py"),
