@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.driver_profile [--seconds 60] [--pid PID] [--label profile]
     .venv/bin/python -m bench.driver_profile --recording FILE.jfr --label L   (summarise a recording)
+    .venv/bin/python -m bench.driver_profile --pid $(pgrep -f CassandraDaemon) --containing BatchStatement
 
 Attaches Java Flight Recorder (JDK 17's own, no agent) to the running job
 (scripts/spark-submit.sh jobs/stream_users.py: `make demo`, or a phase of `make bench`),
@@ -69,20 +70,35 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
 _FRAME = re.compile(r"^\s+([\w.$<>]+)\(", re.M)
 
 
-def categorise(printed: str) -> dict[str, Any]:
-    """`jfr print --events jdk.ExecutionSample` output -> samples and share per category."""
+def categorise(printed: str, containing: tuple[str, ...] = (), top: int = 15) -> dict[str, Any]:
+    """`jfr print --events jdk.ExecutionSample` output -> samples and share per category, the
+    innermost frames that take the most samples (self time), and for each of `containing`
+    the share of samples with a frame that contains it (inclusive time: any JVM, e.g. a server's).
+    """
     counts: collections.Counter[str] = collections.Counter()
+    innermost: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
     for event in printed.split("jdk.ExecutionSample")[1:]:
         frames = _FRAME.findall(event)
         if not frames:
             continue
         stack = "\n".join(frames)
         counts[next((name for name, part in CATEGORIES if part in stack), "other")] += 1
+        innermost[frames[0]] += 1
+        inclusive.update(part for part in containing if part in stack)
     total = sum(counts.values())
-    return {
+
+    def share(counter: collections.Counter[str], keys: Any) -> dict[str, float]:
+        return {k: round(100 * counter[k] / total, 1) for k in keys} if total else {}
+
+    result = {
         "samples": total,
-        "share_pct": {k: round(100 * v / total, 1) for k, v in counts.most_common()} if total else {},
+        "share_pct": share(counts, [k for k, _ in counts.most_common()]),
+        "top_self_pct": share(innermost, [k for k, _ in innermost.most_common(top)]),
     }
+    if containing:
+        result["containing_pct"] = share(inclusive, containing)
+    return result
 
 
 def driver_pid() -> int:
@@ -125,6 +141,13 @@ def main() -> int:
     parser.add_argument("--pid", type=int, default=None, help="the driver JVM (default: the running job)")
     parser.add_argument("--label", default="profile", help="results file name (bench/results/LABEL.json)")
     parser.add_argument("--recording", type=Path, default=None, help="summarise this .jfr, record nothing")
+    parser.add_argument(
+        "--containing",
+        action="append",
+        default=[],
+        help="also the share of samples with a frame containing this (repeatable; e.g. for a "
+        "server's JVM, whose samples the job's categories leave in 'other')",
+    )
     args = parser.parse_args()
     recording = args.recording or record(args.pid or driver_pid(), args.seconds, args.label)
     printed = subprocess.run(
@@ -133,9 +156,11 @@ def main() -> int:
         text=True,
         check=True,
     ).stdout
-    result = categorise(printed)
+    result = categorise(printed, tuple(args.containing))
     for name, pct in result["share_pct"].items():
         say("profile", f"{pct:5.1f} %  {name}")
+    for part, pct in result.get("containing_pct", {}).items():
+        say("profile", f"{pct:5.1f} %  of the samples have a frame containing {part!r}")
     write_result(
         args.label,
         {"seconds": args.seconds, "recording": str(recording), **result},

@@ -34,7 +34,7 @@ def test_samples_sorted_by_the_first_matching_category() -> None:
         "".join([compile_in_task, compile_in_task, parse_in_task, cassandra, idle])
         + "jdk.ExecutionSample {\n}\n"
     )
-    assert categorise(printed) == {
+    assert categorise(printed, containing=("ShuffleMapTask", "Thread.run", "absent")) == {
         "samples": 5,
         "share_pct": {
             "code compilation (Janino)": 40.0,
@@ -42,8 +42,15 @@ def test_samples_sorted_by_the_first_matching_category() -> None:
             "Cassandra writer": 20.0,
             "other": 20.0,
         },
+        "top_self_pct": {
+            "org.codehaus.janino.UnitCompiler.compileUnit": 40.0,
+            "org.apache.spark.sql.catalyst.json.JacksonParser.parse": 20.0,
+            "com.datastax.oss.driver.internal.core.type.codec.StringCodec.encode": 20.0,
+            "java.lang.Thread.run": 20.0,
+        },
+        "containing_pct": {"ShuffleMapTask": 60.0, "Thread.run": 20.0, "absent": 0.0},
     }
 
 
 def test_no_samples() -> None:
-    assert categorise("") == {"samples": 0, "share_pct": {}}
+    assert categorise("") == {"samples": 0, "share_pct": {}, "top_self_pct": {}}
