@@ -9,8 +9,11 @@ round's figures are the warm ones:
   compute   the job's transformations, warm, to a no-op sink (no write): parse + explode
             (the users), + quality rules (with the per-batch window), + enrichment and
             deduplication (the silver rows), and the serving query's rows. Variants of
-            spark.sql.codegen.hugeMethodLimit: 65535 (Spark's default) and 8000 (HotSpot's
-            limit for JIT-compiling a method; conf/spark-defaults.conf).
+            spark.sql.codegen.maxFields: Spark leaves out of whole-stage code generation
+            every operator whose input or output has more nested fields than that (100 by
+            default), and each such projection writes a whole row of its own. (Until
+            2026-12-01: spark.sql.codegen.hugeMethodLimit 65535, Spark's default, against
+            8000, HotSpot's limit for JIT-compiling a method: tuning_ab_*.json.)
   cache     the lake's cached batch (pipeline.checked_users, persisted) with every user's
             JSON text, and with only the quarantined users' (what the job keeps): its size
             in Spark's storage and the time of the first pass that fills it (the counts).
@@ -55,8 +58,8 @@ from jobs.io import cassandra, delta  # noqa: E402
 from jobs.io.session import spark_session  # noqa: E402
 
 COMPUTE_VARIANTS: dict[str, dict[str, str]] = {
-    "hugeMethodLimit=65535 (Spark default)": {"spark.sql.codegen.hugeMethodLimit": "65535"},
-    "hugeMethodLimit=8000": {"spark.sql.codegen.hugeMethodLimit": "8000"},
+    "maxFields=100 (Spark default)": {"spark.sql.codegen.maxFields": "100"},
+    "maxFields=1000": {"spark.sql.codegen.maxFields": "1000"},
 }
 COMMIT_VARIANTS: dict[str, dict[str, str]] = {
     "as configured": {},
