@@ -120,6 +120,14 @@ def phases_table(e2e: dict[str, Any]) -> list[str]:
             f"{fmt(r['steady_lag_p90_users'])} users) {fmt(r['caught_up_after_kill_s'])} s "
             "after the SIGKILL.",
         ]
+        if "serving_caught_up_after_kill_s" in r:
+            by_query = r["steady_lag_p90_users_by_query"]
+            lines[-1] += (
+                f" The serving query alone (the dashboard's tables and Mongo) was back to its "
+                f"steady lag ({fmt(by_query['serving'])} users) "
+                f"{fmt(r['serving_caught_up_after_kill_s'])} s after it; the lake's steady lag "
+                f"is {fmt(by_query['lake'])} users (its trigger and batch)."
+            )
     return lines
 
 

@@ -64,3 +64,21 @@ def test_cpu_table_renders_one_row_per_weighed_phase() -> None:
 
 def test_cpu_table_is_empty_without_a_weighed_phase() -> None:
     assert report.cpu_table({"machine": {"cpus": 2}, "phases": {"spec": _phase(300, 30.0, CPU)}}) == []
+
+
+def test_the_recovery_line_says_when_the_serving_query_was_back_and_when_every_sink_was() -> None:
+    recovery = {
+        "rate_users_s": 1000,
+        "steady_lag_p90_users": 46_000,
+        "steady_lag_p90_users_by_query": {"serving": 9_000, "lake": 46_000},
+        "first_batch_after_kill_s": 21.1,
+        "serving_caught_up_after_kill_s": 48.5,
+        "caught_up_after_kill_s": 129.8,
+    }
+    lines = report.phases_table({"phases": {}, "recovery": recovery})
+    assert lines[-1] == (
+        "Recovery at 1,000 users/s: first batch 21.1 s and caught up (lag back to its steady p90, "
+        "46,000 users) 129.8 s after the SIGKILL. The serving query alone (the dashboard's tables "
+        "and Mongo) was back to its steady lag (9,000 users) 48.5 s after it; the lake's steady "
+        "lag is 46,000 users (its trigger and batch)."
+    )
