@@ -94,6 +94,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--results", type=int, default=500)
     parser.add_argument("--skip-kafka", action="store_true")
+    parser.add_argument(
+        "--label",
+        default="producer",
+        help="results file name (bench/results/LABEL.json); the generator alone is also a gauge "
+        "of the machine's speed at the time, which drifts here",
+    )
     args = parser.parse_args()
     print(f"cpus={os.cpu_count()} results/batch={args.results} window={args.seconds:g}s")
     figures: dict[str, float] = {}
@@ -110,7 +116,7 @@ def main() -> int:
                 f"generate+publish ({compression:>4}):  {rate:>10,.0f} users/s confirmed by Kafka "
                 f"(spooled {spooled})"
             )
-    write_result("producer", {"window_s": args.seconds, "users_per_message": args.results, **figures})
+    write_result(args.label, {"window_s": args.seconds, "users_per_message": args.results, **figures})
     return 0
 
 
