@@ -291,15 +291,16 @@ def run_recovery(
             now = time.monotonic() - killed
             if first_batch_s is None and len(job.batch_lines()) > seen:
                 first_batch_s = now
-            lags = probe.lags() if first_batch_s is not None else None
-            if lags is not None and serving_s is None and lags["serving"] <= steady["serving"]:
-                serving_s = now
-                say(name, f"{now:4.0f}s after the kill: the serving query is back to its normal lag")
-            if lags is not None and max(lags.values()) <= threshold:
-                caught_up_s = now
-                break
+            lags = probe.lags()
+            if first_batch_s is not None and lags is not None:
+                if serving_s is None and lags["serving"] <= steady["serving"]:
+                    serving_s = now
+                    say(name, f"{now:4.0f}s after the kill: the serving query is back to its normal lag")
+                if max(lags.values()) <= threshold:
+                    caught_up_s = now
+                    break
             if now - last_print >= 10:
-                say(name, f"{now:4.0f}s after the kill: lag {lags or probe.lags()} messages")
+                say(name, f"{now:4.0f}s after the kill: lag {lags} messages")
                 last_print = now
             time.sleep(1)
     finally:
