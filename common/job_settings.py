@@ -43,6 +43,7 @@ class JobEnv(EnvModel):
     gold_full_recompute_every: int = Field(1000, ge=0, le=10**9)
     poison_batch_attempts: int = Field(3, ge=1, le=100)
     lake_yield_max_s: float = Field(2.0, ge=0, le=60)
+    lake_start_hold_max_s: float = Field(60.0, ge=0, le=3600)
     # jobs.replay_bronze's default target lake (else LAKE_DIR + "_replay").
     replay_lake_dir: str = ""
 
@@ -84,6 +85,9 @@ class JobSettings:
     poison_batch_attempts: int = 3
     # Longest a lake step waits for a short serving batch to end (jobs/pipeline.ServingGate); 0: never.
     lake_yield_max_s: float = 2.0
+    # When the job starts, the lake query waits for the serving query to catch up, at most
+    # this long (jobs/stream_users.Job.run); 0: both start at once.
+    lake_start_hold_max_s: float = 60.0
     # REPLAY_LAKE_DIR: where jobs.replay_bronze rebuilds by default ("" = LAKE_DIR + "_replay").
     replay_lake_dir: str = ""
 
@@ -122,6 +126,7 @@ def from_settings(settings: Settings) -> JobSettings:
         gold_full_recompute_every=e.gold_full_recompute_every,
         poison_batch_attempts=e.poison_batch_attempts,
         lake_yield_max_s=e.lake_yield_max_s,
+        lake_start_hold_max_s=e.lake_start_hold_max_s,
         replay_lake_dir=e.replay_lake_dir,
     )
 

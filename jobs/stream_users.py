@@ -16,10 +16,12 @@ the process itself ends only on a signal, a stalled sink (exit 3) or a lost driv
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import threading
 import time
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -56,6 +58,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-preflight", action="store_true", help="do not check the servers first")
     return parser.parse_args(argv)
+
+
+def _offsets(value: object) -> object:
+    """A source's offsets in a progress report: Kafka's as a dict, whether given as JSON text or parsed."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def caught_up(progress: dict[str, Any] | None) -> bool:
+    """A query's progress report says it read all there was when its batch was planned:
+    every source's end offsets are its latest offsets (a batch capped by
+    maxOffsetsPerTrigger ends before them). None (no batch yet): False."""
+    sources = (progress or {}).get("sources") or []
+    return bool(sources) and all(
+        source.get("latestOffset") is not None
+        and _offsets(source.get("endOffset")) == _offsets(source["latestOffset"])
+        for source in sources
+    )
 
 
 class Job:
@@ -118,14 +142,44 @@ class Job:
         )
         return query
 
+    def held(self, names: list[str]) -> float | None:
+        """When both queries run (not available-now), the lake is held back at the start until
+        the serving query has caught up, at most LAKE_START_HOLD_MAX_S: the monotonic time the
+        hold ends, else None.
+
+        After a crash both queries have a backlog and the JVM is cold: started together on two
+        cores they slow each other, and the lake's first batch, each step the first of its kind
+        in the new JVM, held the serving query's catch-up back (docs/PERFORMANCE.md, recovery).
+        The dashboard's users go first; the lake then starts on a warm JVM and catches up with
+        its larger batches. Its checkpoint is untouched: nothing is skipped, only later.
+        """
+        hold = self.job.lake_start_hold_max_s
+        if self.available_now or hold <= 0 or not {job_settings.SERVING, job_settings.LAKE} <= set(names):
+            return None
+        log.info("the lake query starts once the serving query has caught up, at most %.0fs from now", hold)
+        return time.monotonic() + hold
+
     def run(self, names: list[str], stop: threading.Event) -> int:
         """Run the queries until a signal (or, available-now, until they are done)."""
         wanted = [q for q in self.job.queries if q.name in names]
-        queries = {q.name: self.start(q) for q in wanted}
+        hold_until = self.held(names)
+        queries = {q.name: self.start(q) for q in wanted if hold_until is None or q.name != job_settings.LAKE}
+        started = time.monotonic()
         restart_at: dict[str, float] = {}
         failed = False
         while not stop.is_set():
             stop.wait(0.5)
+            if hold_until is not None:
+                serving = queries.get(job_settings.SERVING)
+                done = serving is not None and caught_up(serving.lastProgress)
+                if done or time.monotonic() >= hold_until:
+                    log.info(
+                        "starting the lake query %.0fs after the serving query: %s",
+                        time.monotonic() - started,
+                        "the serving query caught up" if done else "the hold ended",
+                    )
+                    hold_until = None
+                    queries[job_settings.LAKE] = self.start(self.job.lake)
             for q in wanted:
                 query = queries.get(q.name)
                 if query is not None and not query.isActive:

@@ -132,6 +132,15 @@ def test_each_query_survives_the_others_crash(
 
         send(0)
         wait_for(running("lake batch 0:"), 600, "the first lake batch")
+        # At the start the lake waited for the serving query to catch up (Job.held), read
+        # from the real progress of a real Kafka source, not from the hold's bound.
+        text = job.log_text()
+        assert (
+            text.index("started query serving")
+            < text.index("starting the lake query")
+            < text.index("started query lake")
+        ), text[-4000:]
+        assert "the serving query caught up" in text, text[-4000:]
         wait_for(lambda: in_cassandra() == len(sent) and in_stats() == len(sent), 120, "batch 0 everywhere")
 
         # The lake query fails (and keeps failing on restart): users still reach the dashboard.
