@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import statistics
 import subprocess
 import tempfile
@@ -39,6 +40,7 @@ from bench.harness import (
     Job,
     Sampler,
     bench_env,
+    generator_only,
     main_guard,
     percentiles,
     prepare_namespace,
@@ -58,6 +60,10 @@ from ops import lag as job_lag
 UTC = dt.UTC
 # Rates whose freshness the targets name: measured even after a lower rate was not sustained.
 FRESHNESS_RATES = {5000}
+# The speed gauge at the start of a run (harness.generator_only): seconds, users per call.
+GAUGE_SECONDS, GAUGE_RESULTS = 5.0, 500
+# A batch's line in the job's log (jobs.pipeline's report or the listener's progress).
+BATCH_LINE = re.compile(r"\b(serving|lake) batch \d+:")
 
 
 class Probe:
@@ -286,18 +292,25 @@ def run_recovery(
         job.start()
         first_batch_s = serving_s = caught_up_s = None
         seen = len(job.batch_lines())
+        ran: set[str] = set()  # the queries that ended a batch since the restart
         last_print = -10.0
         while time.monotonic() - killed < timeout:
             now = time.monotonic() - killed
-            if first_batch_s is None and len(job.batch_lines()) > seen:
+            ran |= queries_with_batches(job.batch_lines()[seen:])
+            if first_batch_s is None and ran:
                 first_batch_s = now
             lags = probe.lags()
-            if first_batch_s is not None and lags is not None:
-                if serving_s is None and lags["serving"] <= steady["serving"]:
+            if lags is not None:
+                # A query is back once it ran a batch in the new process and its lag is its
+                # normal one: a lake not started yet (or slow to start) is not "caught up"
+                # because its lag has not grown past its normal one yet.
+                if serving_s is None and "serving" in ran and lags["serving"] <= steady["serving"]:
                     serving_s = now
                     say(name, f"{now:4.0f}s after the kill: the serving query is back to its normal lag")
-                if max(lags.values()) <= threshold:
+                if caught_up_s is None and ran >= {"serving", "lake"} and max(lags.values()) <= threshold:
                     caught_up_s = now
+                    say(name, f"{now:4.0f}s after the kill: both queries are back to their normal lag")
+                if serving_s is not None and caught_up_s is not None:
                     break
             if now - last_print >= 10:
                 say(name, f"{now:4.0f}s after the kill: lag {lags} messages")
@@ -319,6 +332,11 @@ def run_recovery(
         "serving_caught_up_after_kill_s": None if serving_s is None else round(serving_s, 1),
         "caught_up_after_kill_s": None if caught_up_s is None else round(caught_up_s, 1),
     }
+
+
+def queries_with_batches(lines: list[str]) -> set[str]:
+    """The queries that ended a batch in these lines of the job's log."""
+    return {m.group(1) for line in lines if (m := BATCH_LINE.search(line))}
 
 
 def p90(values: list[int]) -> int:
@@ -343,6 +361,13 @@ def main() -> int:
     parser.add_argument("--serving-trigger", default=None, help="SERVING_TRIGGER_INTERVAL (default: .env)")
     parser.add_argument("--lake-trigger", default=None, help="LAKE_TRIGGER_INTERVAL (default: .env)")
     parser.add_argument(
+        "--job-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another setting of the job (.env.example), recorded in the results; repeatable",
+    )
+    parser.add_argument(
         "--big-rate", type=int, default=2000, help="users/s of the phase of 5,000-user messages"
     )
     parser.add_argument("--skip", default="", help="phases to skip: spec,rates,big,recovery,dashboard")
@@ -364,6 +389,11 @@ def main() -> int:
         extra["SERVING_TRIGGER_INTERVAL"] = args.serving_trigger
     if args.lake_trigger:
         extra["LAKE_TRIGGER_INTERVAL"] = args.lake_trigger
+    for setting in args.job_env:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.isupper():
+            parser.error(f"--job-env {setting!r}: expected KEY=VALUE")
+        extra[key] = value
     job = Job(workdir, extra)
     probe = Probe(job)
     dashboard = None
@@ -373,6 +403,15 @@ def main() -> int:
         "phases": {},
         "phases_skipped": [],
     }
+    # The machine's speed, before anything of the run loads it: figures from hosts of
+    # different speed are told apart by it (docs/PERFORMANCE.md).
+    gauge = generator_only(GAUGE_SECONDS, GAUGE_RESULTS)
+    results["speed_gauge"] = {
+        "generator_users_s": round(gauge),
+        "seconds": GAUGE_SECONDS,
+        "results_per_call": GAUGE_RESULTS,
+    }
+    say("setup", f"speed gauge: the producer's generator alone made {gauge:,.0f} users/s")
     try:
         job.start()
         say("setup", f"started the job (log {job.log})")

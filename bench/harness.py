@@ -26,6 +26,7 @@ from typing import Any
 
 from common import envfile
 from common.settings import Settings, from_mapping
+from ingest.generator import LocalGenerator
 from jobs.preflight import CASSANDRA_TABLES
 from ops import cassandra_setup, kafka_admin, mongo_setup
 
@@ -80,6 +81,20 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def generator_only(seconds: float, results: int) -> float:
+    """Users a second the producer's offline generator makes, alone, on one core.
+
+    Also the machine's speed gauge: a run records it at its start (bench.end_to_end), so
+    figures taken on a slower or busier host say so (the same host has run it three times
+    faster on one day than on the next).
+    """
+    generator = LocalGenerator(seed="bench")
+    users, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        users += len(generator.document(results)["results"])
+    return users / (time.perf_counter() - started)
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

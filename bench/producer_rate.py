@@ -26,21 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("KAFKA_TOPIC", "random_user_data_bench")
 
-from bench.harness import write_result
+from bench.harness import generator_only, write_result
 from common.settings import load
 from ingest.envelope import make_batch, messages
 from ingest.generator import LocalGenerator
 from ingest.runner import Runner
 from ingest.settings import from_sources
 from ops import kafka_admin
-
-
-def generator_only(seconds: float, results: int) -> float:
-    generator = LocalGenerator(seed="bench")
-    users, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        users += len(generator.document(results)["results"])
-    return users / (time.perf_counter() - started)
 
 
 def generate_and_encode(seconds: float, results: int) -> tuple[float, float]:

@@ -252,6 +252,18 @@ def stages_table(stages: dict[str, Any] | None, producer: dict[str, Any] | None)
     return lines
 
 
+def gauge_sentence(e2e: dict[str, Any]) -> str:
+    """The machine's speed at the start of the run (bench.end_to_end's speed gauge), if measured."""
+    gauge = e2e.get("speed_gauge")
+    if not gauge:
+        return ""
+    return (
+        f" Speed gauge at the start: the producer's generator alone made "
+        f"{gauge['generator_users_s']:,} users/s ({gauge['results_per_call']} users a call); "
+        "compare it before comparing runs."
+    )
+
+
 def render() -> str:
     e2e, stages, producer = load("end_to_end"), load("stages"), load("producer")
     out = [BEGIN, ""]
@@ -260,7 +272,7 @@ def render() -> str:
         out += [
             f"Measured {e2e['measured_at']} on {m['cpus']} CPUs, {m['memory_gib']} GiB "
             f"(load average at start {m['load_average_at_start']}); "
-            f"job settings {e2e.get('job_env') or 'from .env'}.",
+            f"job settings {e2e.get('job_env') or 'from .env'}.{gauge_sentence(e2e)}",
             "",
             "### Against the targets",
             "",

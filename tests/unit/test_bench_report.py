@@ -82,3 +82,12 @@ def test_the_recovery_line_says_when_the_serving_query_was_back_and_when_every_s
         "and Mongo) was back to its steady lag (9,000 users) 48.5 s after it; the lake's steady "
         "lag is 46,000 users (its trigger and batch)."
     )
+
+
+def test_the_speed_gauge_is_told_when_the_run_measured_it() -> None:
+    gauge = {"generator_users_s": 24_121, "seconds": 5.0, "results_per_call": 500}
+    assert report.gauge_sentence({"speed_gauge": gauge}) == (
+        " Speed gauge at the start: the producer's generator alone made 24,121 users/s "
+        "(500 users a call); compare it before comparing runs."
+    )
+    assert report.gauge_sentence({}) == ""
