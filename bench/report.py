@@ -23,7 +23,18 @@ TARGETS = {
     "sustained": ("Sustained end-to-end throughput", 5_000, "users/s", False),
     "fresh_spec": ("Freshness p95 at 10 users / 10 s", 2.0, "s", True),
     "fresh_5000": ("Freshness p95 at 5,000 users/s", 5.0, "s", True),
-    "recovery": ("Recovery after SIGKILL (caught up)", 60.0, "s", True),
+    "recovery_serving": (
+        "Recovery after SIGKILL, the dashboard's tables (the serving query back to its steady lag)",
+        60.0,
+        "s",
+        True,
+    ),
+    "recovery": (
+        "Recovery after SIGKILL, every sink (both queries back to their steady lag)",
+        60.0,
+        "s",
+        True,
+    ),
     "rss": ("Whole stack peak RSS at the spec rate", 4096, "MiB", True),
 }
 
@@ -52,6 +63,7 @@ def summary(e2e: dict[str, Any]) -> list[str]:
         "sustained": max(held) if held else None,
         "fresh_spec": phases.get("spec", {}).get("freshness", {}).get("latency_s", {}).get("p95"),
         "fresh_5000": phases.get("rate_5000", {}).get("freshness", {}).get("latency_s", {}).get("p95"),
+        "recovery_serving": (e2e.get("recovery") or {}).get("serving_caught_up_after_kill_s"),
         "recovery": (e2e.get("recovery") or {}).get("caught_up_after_kill_s"),
         "rss": phases.get("spec", {}).get("footprint", {}).get("total_peak_rss_mib"),
     }
@@ -68,17 +80,16 @@ def summary(e2e: dict[str, Any]) -> list[str]:
         )
     for key, (label, goal, unit, lower) in TARGETS.items():
         value = measured[key]
-        met = value is not None and (value <= goal if lower else value >= goal)
+        met = "yes" if value is not None and (value <= goal if lower else value >= goal) else "**no**"
         shown = fmt(value) + f" {unit}" if value is not None else "not reached"
+        if key == "recovery_serving" and "serving_caught_up_after_kill_s" not in (e2e.get("recovery") or {}):
+            shown, met = "not measured (a run before the serving query's recovery was told apart)", "—"
         steady = phases.get("spec", {}).get("freshness_second_half", {}).get("latency_s", {}).get("p95")
         if key == "fresh_spec" and steady is not None:
             shown += f" (second half of the phase, after the warm-up: {fmt(steady)} {unit})"
         if key == "sustained" and value is not None:
             shown = f"{fmt(value)} {unit} (highest rate tried that held; {fmt(best_processed)} produced/s)"
-        lines.append(
-            f"| {label} | {'≤' if lower else '≥'} {fmt(goal)} {unit} | {shown} "
-            f"| {'yes' if met else '**no**'} |"
-        )
+        lines.append(f"| {label} | {'≤' if lower else '≥'} {fmt(goal)} {unit} | {shown} | {met} |")
     return lines
 
 

@@ -91,3 +91,16 @@ def test_the_speed_gauge_is_told_when_the_run_measured_it() -> None:
         "(500 users a call); compare it before comparing runs."
     )
     assert report.gauge_sentence({}) == ""
+
+
+def test_recovery_is_judged_twice_the_dashboards_tables_and_every_sink() -> None:
+    recovery = {"serving_caught_up_after_kill_s": 38.0, "caught_up_after_kill_s": 141.0}
+    rows = [line for line in report.summary({"phases": {}, "recovery": recovery}) if "Recovery" in line]
+    assert rows == [
+        "| Recovery after SIGKILL, the dashboard's tables (the serving query back to its steady lag) "
+        "| ≤ 60.0 s | 38.0 s | yes |",
+        "| Recovery after SIGKILL, every sink (both queries back to their steady lag) "
+        "| ≤ 60.0 s | 141.0 s | **no** |",
+    ]
+    older = report.summary({"phases": {}, "recovery": {"caught_up_after_kill_s": 129.8}})
+    assert any("not measured (a run before" in line and line.endswith("| — |") for line in older)
