@@ -54,8 +54,6 @@ BRONZE_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp", "
 # The lake table of every statistic (aggregates.gold_stats), projected to one Cassandra table
 # per dimension (gold_projections).
 GOLD_TABLE = "gold_stats"
-# The Delta tables the lake query commits to (LakeProcessor.warm_up).
-LAKE_TABLES = ("bronze", "quarantine", "silver_users", GOLD_TABLE)
 # The FAIR scheduler pools of conf/fairscheduler.xml: the serving path is weighted first.
 SERVING_POOL, LAKE_POOL = "serving", "lake"
 
@@ -501,20 +499,6 @@ class LakeProcessor(_Processor):
                 df.unpersist()
         self.give_back_memory(report)
         return self._finish(report, t0)
-
-    @staticmethod
-    def warm_up(spark: SparkSession, job: JobSettings) -> dict[str, int | None]:
-        """Before the lake's first batch in a new JVM (while it is held, stream_users.Job.held):
-        each lake table's Delta snapshot loaded (its log replayed, then kept by Delta's cache
-        for the batch's commits) with its transactions, which a rerun's commits check.
-        Returns the version loaded of each table (None: no table yet)."""
-        versions: dict[str, int | None] = {}
-        for table in LAKE_TABLES:
-            current = delta.snapshot(spark, job.table(table))
-            if current is not None:
-                current.transactions()
-            versions[table] = None if current is None else int(current.version())
-        return versions
 
     def give_back_memory(self, report: BatchReport) -> None:
         """While the serving query is light (the specification's rate) and the driver holds

@@ -157,18 +157,7 @@ class Job:
         if self.available_now or hold <= 0 or not {job_settings.SERVING, job_settings.LAKE} <= set(names):
             return None
         log.info("the lake query starts once the serving query has caught up, at most %.0fs from now", hold)
-        threading.Thread(target=self.warm_up_lake, name="lake-warm-up", daemon=True).start()
         return time.monotonic() + hold
-
-    def warm_up_lake(self) -> None:
-        """While the lake is held: its Delta tables' snapshots loaded (LakeProcessor.warm_up)."""
-        try:
-            self.spark.sparkContext.setLocalProperty("spark.scheduler.pool", pipeline.LAKE_POOL)
-            start = time.monotonic()
-            versions = LakeProcessor.warm_up(self.spark, self.job)
-            log.info("lake warm-up: Delta snapshots %s loaded in %.1fs", versions, time.monotonic() - start)
-        except Exception as exc:  # only a head start: the lake's batches load them anyway
-            log.warning("lake warm-up failed, the lake's first batch loads them: %s", retry.one_line(exc))
 
     def run(self, names: list[str], stop: threading.Event) -> int:
         """Run the queries until a signal (or, available-now, until they are done)."""

@@ -138,26 +138,18 @@ def delta_version(spark: SparkSession, path: str) -> int:
     return int(row[0])
 
 
-def snapshot(spark: SparkSession, path: str) -> Any | None:
-    """The latest snapshot of the Delta table at `path` (its log read up to date, and kept by
-    Delta's log cache in the JVM for the next write or read), or None when there is no table."""
+def txn_committed(spark: SparkSession, path: str, app_id: str, version: int) -> bool:
+    """True when the Delta table at `path` has a transaction (app_id, >= version) in its log."""
     jvm: Any = spark.sparkContext._jvm
     delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
     if not delta_log.tableExists():
-        return None
-    return delta_log.update(
+        return False
+    snapshot = delta_log.update(
         getattr(delta_log, "update$default$1")(),
         getattr(delta_log, "update$default$2")(),
         getattr(delta_log, "update$default$3")(),
     )
-
-
-def txn_committed(spark: SparkSession, path: str, app_id: str, version: int) -> bool:
-    """True when the Delta table at `path` has a transaction (app_id, >= version) in its log."""
-    current = snapshot(spark, path)
-    if current is None:
-        return False
-    seen = current.transactions().get(app_id)
+    seen = snapshot.transactions().get(app_id)
     return bool(seen.isDefined()) and int(seen.get()) >= version
 
 
