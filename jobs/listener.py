@@ -43,19 +43,36 @@ def _timestamp(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
 
 
+def source_offsets(source: dict[str, Any], which: str) -> dict[str, Any] | None:
+    """One source's offsets in a progress report (`which`: endOffset, latestOffset) as
+    {"topic": {"partition": offset}}; None when it has none."""
+    value = source.get(which)
+    if isinstance(value, str):  # some sources give a JSON string
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = {source.get("description", "source"): value}
+    return value if isinstance(value, dict) else None
+
+
 def end_offsets(progress: dict[str, Any]) -> str:
     """The end offsets of every source as one JSON object: {"topic": {"partition": offset}}."""
     merged: dict[str, Any] = {}
     for source in progress.get("sources") or []:
-        end = source.get("endOffset")
-        if isinstance(end, str):  # some sources give a JSON string
-            try:
-                end = json.loads(end)
-            except ValueError:
-                end = {source.get("description", "source"): end}
-        if isinstance(end, dict):
-            merged.update(end)
+        merged.update(source_offsets(source, "endOffset") or {})
     return json.dumps(merged, sort_keys=True)
+
+
+def caught_up(progress: dict[str, Any] | None) -> bool:
+    """A query's progress report says it read all there was when its batch was planned:
+    every source's end offsets are its latest offsets (a batch capped by
+    maxOffsetsPerTrigger ends before them). None (no batch yet): False."""
+    sources = (progress or {}).get("sources") or []
+    return bool(sources) and all(
+        (latest := source_offsets(source, "latestOffset")) is not None
+        and source_offsets(source, "endOffset") == latest
+        for source in sources
+    )
 
 
 def progress_row(progress: dict[str, Any], report: BatchReport | None) -> dict[str, Any]:

@@ -16,12 +16,10 @@ the process itself ends only on a signal, a stalled sink (exit 3) or a lost driv
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
 import time
-from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -32,7 +30,7 @@ from common.settings import SettingsError
 from jobs import lifeline, pipeline, poison_batches, preflight
 from jobs.io import delta, kafka, retry
 from jobs.io.session import spark_session
-from jobs.listener import MetricsListener
+from jobs.listener import MetricsListener, caught_up
 from jobs.pipeline import LakeProcessor, ServingProcessor
 
 log = logging.getLogger("jobs.stream_users")
@@ -58,28 +56,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-preflight", action="store_true", help="do not check the servers first")
     return parser.parse_args(argv)
-
-
-def _offsets(value: object) -> object:
-    """A source's offsets in a progress report: Kafka's as a dict, whether given as JSON text or parsed."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def caught_up(progress: dict[str, Any] | None) -> bool:
-    """A query's progress report says it read all there was when its batch was planned:
-    every source's end offsets are its latest offsets (a batch capped by
-    maxOffsetsPerTrigger ends before them). None (no batch yet): False."""
-    sources = (progress or {}).get("sources") or []
-    return bool(sources) and all(
-        source.get("latestOffset") is not None
-        and _offsets(source.get("endOffset")) == _offsets(source["latestOffset"])
-        for source in sources
-    )
 
 
 class Job:

@@ -1,5 +1,5 @@
 """At a (re)start the lake query waits for the serving query to catch up, within a bound
-(jobs/stream_users.Job.held and caught_up)."""
+(jobs/stream_users.Job.held, jobs/listener.caught_up)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from common import job_settings
 from common import settings as common_settings
 from common.job_settings import QuerySettings
-from jobs.stream_users import Job, caught_up
+from jobs.listener import caught_up
+from jobs.stream_users import Job
 from tests.unit.settings_env import minimal_env
 
 TOPIC = "random_user_data"
