@@ -163,7 +163,8 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         "invalid_encoding",
         "the Kafka value is not valid UTF-8: the message itself (its raw bytes kept) and each of "
-        "its users whose JSON, or whose message's meta, holds a U+FFFD where bad bytes were read",
+        "its users whose JSON, or whose message's meta, holds a U+FFFD where bad bytes were read; "
+        "and a user whose JSON escapes half a UTF-16 surrogate pair (`\\uD800` alone: no character)",
         lambda: F.col("invalid_encoding"),
     ),
     _Rule(

@@ -27,6 +27,16 @@ Transformation = Callable[[DataFrame], DataFrame]
 # time zone; the pattern keeps the instant unambiguous.
 _ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 _MICROS_PER_DAY = 86_400_000_000
+# A UTF-16 surrogate escaped alone in a user's JSON (`\uD800` without its low half, or a low
+# half without its high one): valid JSON syntax, but no character. Read into a string it
+# would become `?` in every store, silently; it is invalid encoding, as bytes that are not
+# UTF-8 are. The JSON parser writes each user's text back with such escapes, so the pattern
+# reads it there: a `\u` whose backslash is itself escaped is no escape (`\\uD800` is a
+# backslash, then the text "uD800"), and a pair (`\uD83D\uDE00`, an emoji) is a character.
+_LONE_SURROGATE = (
+    r"(?i)(?<!\\)(?:\\\\)*"
+    r"(?:\\uD[89AB][0-9A-F]{2}(?!\\uD[C-F][0-9A-F]{2})|(?<!\\uD[89AB][0-9A-F]{2})\\uD[C-F][0-9A-F]{2})"
+)
 
 # The enriched user, in this order: no raw email, phone, cell, national id, street or
 # coordinates (those stay in bronze only); contacts only as keyed pseudonyms.
@@ -192,13 +202,18 @@ def explode_users(messages: DataFrame) -> DataFrame:
         ).alias("raw_value"),
         "unparseable",
         (
-            F.col("invalid_encoding")
-            & (
-                position.isNull()
-                | F.coalesce(
-                    user_json.contains(replacement) | F.to_json("meta").contains(replacement), F.lit(False)
+            (
+                F.col("invalid_encoding")
+                & (
+                    position.isNull()
+                    | F.coalesce(
+                        user_json.contains(replacement) | F.to_json("meta").contains(replacement),
+                        F.lit(False),
+                    )
                 )
             )
+            # The cheap byte search first: the pattern runs only on a user with an escape.
+            | F.coalesce(user_json.contains("\\u") & user_json.rlike(_LONE_SURROGATE), F.lit(False))
         ).alias("invalid_encoding"),
         "meta",
         "info",

@@ -142,6 +142,76 @@ def test_the_raw_bytes_of_a_message_that_is_not_utf8_are_kept_in_its_own_row(
     }
 
 
+def test_half_a_surrogate_pair_is_invalid_encoding(spark: SparkSession, fixtures_dir: Path) -> None:
+    """`\ud800` alone is valid JSON but no character: read into a string it becomes `?` in
+    every store. Each user holding half a pair is quarantined, alone; a whole pair (escaped or
+    as UTF-8 bytes), an escaped backslash before the text "ud800", and the users beside them pass."""
+    u = [copy.deepcopy(x) for x in _pool(fixtures_dir)[:10]]
+    marks = [f"MARK{i}" for i in range(len(u))]
+    for user, mark in zip(u, marks, strict=True):
+        user["name"]["first"] = mark
+    escapes = {
+        "MARK0": rb"\ud800Ann",  # a high half alone
+        "MARK1": rb"Ann\udc00",  # a low half alone
+        "MARK2": rb"Ann\uD83D",  # a high half at the end of the text (upper-case hex)
+        "MARK3": rb"\\\ud800Ann",  # an escaped backslash, then a high half alone
+        "MARK4": rb"\ud800\ud800",  # two high halves: the second is no low half
+        "MARK5": rb"\ud83d\ude00 Ann",  # a whole pair, escaped: an emoji
+        "MARK6": "\U0001f600 Ann".encode(),  # the same emoji as UTF-8 bytes
+        "MARK7": rb"\\ud800Ann",  # an escaped backslash, then the text "ud800"
+        "MARK8": rb"Ann\u00e9",  # an escape that is no surrogate
+    }
+    value = encode(envelope(u, batch_id="b-surrogates"))
+    for mark, raw in escapes.items():
+        value = with_raw_bytes(value, f'"{mark}"', b'"' + raw + b'"')
+    checked = _checked(spark, [value])
+    assert _reasons(checked) == [
+        (0, 0, ["invalid_encoding"]),
+        (0, 1, ["invalid_encoding"]),
+        (0, 2, ["invalid_encoding"]),
+        (0, 3, ["invalid_encoding"]),
+        (0, 4, ["invalid_encoding"]),
+        (0, 5, []),
+        (0, 6, []),
+        (0, 7, []),
+        (0, 8, []),
+        (0, 9, []),
+    ]
+    firsts = [r.first for r in checked.orderBy("position").select("user.name.first").collect()]
+    assert firsts[5:] == ["\U0001f600 Ann", "\U0001f600 Ann", "\\ud800Ann", "Ann\u00e9", "MARK9"]
+
+
+def test_hostile_json_fails_alone_and_never_stops_the_batch(spark: SparkSession, fixtures_dir: Path) -> None:
+    """JSON built to hurt a parser: nesting thousands deep, numbers no type holds, duplicate
+    keys. A whole message that cannot be read is quarantined; a user that cannot be read is
+    quarantined alone, and the users beside it pass."""
+    pool = _pool(fixtures_dir)
+    u = [copy.deepcopy(x) for x in pool[:6]]
+    u[0]["name"] = json.loads('{"a":' * 900 + "1" + "}" * 900)  # an object 900 deep where a name is
+    u[1]["dob"]["age"] = 10**40  # no integer type holds it
+    u[2]["location"]["postcode"] = 1e300  # a number where the API sends one: a postcode stays text
+    ages = encode(envelope(u, batch_id="b-hostile"))
+    ages = with_raw_bytes(ages, '"age": ' + str(u[3]["dob"]["age"]), b'"age": NaN')
+    ages = with_raw_bytes(
+        ages, '"gender": "' + u[4]["gender"], b'"gender": "x", "gender": "' + u[4]["gender"].encode()
+    )
+    deep = b'{"results": [' + b"[" * 5_000 + b"]" * 5_000 + b"]}"  # past the parser's depth limit
+    infinite = with_raw_bytes(
+        encode(envelope([pool[6]], batch_id="b-inf")), '"offset": ', b'"x": 1e400, "offset": '
+    )
+    checked = _checked(spark, [ages, deep, infinite])
+    assert _reasons(checked) == [
+        (0, 0, ["missing_name"]),
+        (0, 1, ["unparseable_json"]),
+        (0, 2, []),
+        (0, 3, ["unparseable_json"]),
+        (0, 4, []),
+        (0, 5, []),
+        (1, None, ["unparseable_json"]),
+        (2, 0, []),
+    ]
+
+
 def test_dates_that_contradict_each_other(spark: SparkSession, fixtures_dir: Path) -> None:
     """Judged at the producer's fetched_at (2026-11-27T23:40:00.123Z here), never at the job's clock."""
     u = [copy.deepcopy(x) for x in _pool(fixtures_dir)[:14]]
