@@ -35,6 +35,10 @@ def test_rejections_carry_their_reason(fixtures_dir: Path) -> None:
         "404": (404, b"{}"),
         "html with 200": (200, (fixtures_dir / "error-503.html").read_bytes()),
         "not utf-8": (200, b"\xff\xfe{"),
+        "half a surrogate pair": (
+            200,
+            json.dumps(good).replace(good["results"][0]["email"], "\\ud800").encode(),
+        ),
         "a list": (200, b"[1, 2]"),
         "error body": (200, (fixtures_dir / "error-429.json").read_bytes()),
         "no results": (200, json.dumps({"info": good["info"]}).encode()),
@@ -51,6 +55,7 @@ def test_rejections_carry_their_reason(fixtures_dir: Path) -> None:
         "404": api.HTTP_STATUS,
         "html with 200": api.INVALID_JSON,
         "not utf-8": api.INVALID_JSON,
+        "half a surrogate pair": api.INVALID_JSON,
         "a list": api.NOT_AN_OBJECT,
         "error body": api.MISSING_RESULTS,
         "no results": api.MISSING_RESULTS,
@@ -59,6 +64,9 @@ def test_rejections_carry_their_reason(fixtures_dir: Path) -> None:
         "no info": api.INFO_MISMATCH,
         "info mismatch": api.INFO_MISMATCH,
     }
+    emoji = json.loads(json.dumps(good))
+    emoji["results"][0]["name"]["first"] = "\U0001f600 Ann"
+    assert validate(200, json.dumps(emoji).encode()) == emoji  # escaped as a whole pair: a character
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:
