@@ -70,20 +70,20 @@ def validate(status: int, body: bytes, content_type: str = "") -> dict[str, Any]
     if status != 200:
         raise FetchError(HTTP_STATUS, f"HTTP {status}")
     try:
-        text = body.decode("utf-8")
-        document = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise FetchError(
             INVALID_JSON, f"body is not JSON ({exc.__class__.__name__}): {body[:80]!r}"
         ) from None
-    # Only an escape can hold half a UTF-16 surrogate pair (`\ud800` alone): JSON's syntax
-    # allows it, Python reads it, but it is no character and no UTF-8 encoder takes it, so the
-    # batch could never be sent (the producer died on it). Rejected here, where it enters.
-    if "\\u" in text:
-        try:
-            orjson.dumps(document)
-        except TypeError as exc:
-            raise FetchError(INVALID_JSON, f"body holds text that is not Unicode ({exc})") from None
+    # JSON that Python reads but no encoder writes back: half a UTF-16 surrogate pair escaped
+    # alone (`\ud800`: no character), an integer past 64 bits, nesting over 255 deep. The
+    # batch could never be sent; the producer died on it (a TypeError in orjson). Rejected
+    # here, where it enters: one encode, a tenth of the parse (14 ms against 130 ms for 5,000
+    # users on a slow day), on the API path only.
+    try:
+        orjson.dumps(document)
+    except TypeError as exc:
+        raise FetchError(INVALID_JSON, f"body holds a value that cannot be sent ({exc})") from None
     if not isinstance(document, dict):
         raise FetchError(NOT_AN_OBJECT, f"body is a JSON {type(document).__name__}, not an object")
     if "error" in document and "results" not in document:

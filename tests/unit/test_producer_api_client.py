@@ -28,6 +28,8 @@ def _reason(status: int, body: bytes, content_type: str = "") -> str:
 def test_rejections_carry_their_reason(fixtures_dir: Path) -> None:
     good = json.loads((fixtures_dir / "nat-GB.json").read_text())
     mismatch = dict(good, info=dict(good["info"], results=11))
+    big = json.loads(json.dumps(good))
+    big["results"][0]["location"]["postcode"] = 10**30
     cases = {
         "429": (429, (fixtures_dir / "error-429.json").read_bytes()),
         "503 html": (503, (fixtures_dir / "error-503.html").read_bytes()),
@@ -39,6 +41,9 @@ def test_rejections_carry_their_reason(fixtures_dir: Path) -> None:
             200,
             json.dumps(good).replace(good["results"][0]["email"], "\\ud800").encode(),
         ),
+        "an integer past 64 bits": (200, json.dumps(big).encode()),
+        "nested 300 deep": (200, json.dumps(dict(good, extra=json.loads("[" * 300 + "]" * 300))).encode()),
+        "nested 50,000 deep": (200, b'{"results": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}"),
         "a list": (200, b"[1, 2]"),
         "error body": (200, (fixtures_dir / "error-429.json").read_bytes()),
         "no results": (200, json.dumps({"info": good["info"]}).encode()),
@@ -56,6 +61,9 @@ def test_rejections_carry_their_reason(fixtures_dir: Path) -> None:
         "html with 200": api.INVALID_JSON,
         "not utf-8": api.INVALID_JSON,
         "half a surrogate pair": api.INVALID_JSON,
+        "an integer past 64 bits": api.INVALID_JSON,
+        "nested 300 deep": api.INVALID_JSON,
+        "nested 50,000 deep": api.INVALID_JSON,
         "a list": api.NOT_AN_OBJECT,
         "error body": api.MISSING_RESULTS,
         "no results": api.MISSING_RESULTS,
