@@ -168,6 +168,10 @@ def encode_value(
     return orjson.dumps(body)
 
 
+class UserTooLarge(ValueError):
+    """One user alone is larger than a Kafka message may be: the batch can never be sent."""
+
+
 def messages(batch: Batch, max_bytes: int) -> list[Message]:
     """The batch as one message, or as the fewest equal parts that each fit `max_bytes`."""
     key = batch.meta.batch_id.encode()
@@ -189,7 +193,7 @@ def messages(batch: Batch, max_bytes: int) -> list[Message]:
     too_big = [len(v) for v in values if len(v) + _OVERHEAD > max_bytes]
     if too_big:
         # A single user larger than a message: nothing sensible can split it.
-        raise ValueError(f"a single user needs {max(too_big)} bytes, above the {max_bytes}-byte limit")
+        raise UserTooLarge(f"a single user needs {max(too_big)} bytes, above the {max_bytes}-byte limit")
     return [
         Message(key, value, headers, p, len(chunks), len(chunk))
         for p, (value, (_, chunk)) in enumerate(zip(values, chunks, strict=True))

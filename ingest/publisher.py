@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from ingest.api_client import Backoff
-from ingest.envelope import Batch, Message, messages
+from ingest.envelope import Batch, Message, UserTooLarge, messages
 from ingest.metrics import ProducerMetrics
 from ingest.spool import Spool
 
@@ -166,7 +166,11 @@ class Publisher:
         if not entry.split or entry.split_bytes != self.part_bytes:
             if entry.split and entry.split_bytes != self.part_bytes:
                 entry.confirmed_parts.clear()  # a new split: positions, not parts, identify users
-            entry.split = messages(entry.batch, self.part_bytes)
+            try:
+                entry.split = messages(entry.batch, self.part_bytes)
+            except UserTooLarge as exc:
+                self._reject(entry, exc)
+                return
             entry.split_bytes = self.part_bytes
         todo = [m for m in entry.split if m.part not in entry.confirmed_parts]
         entry.attempts += 1
@@ -184,6 +188,21 @@ class Publisher:
                 continue
             future.add_callback(self._on_success, batch_id, message.part, len(message.value))
             future.add_errback(self._on_error, batch_id, message.part, len(message.value))
+
+    def _reject(self, entry: _Entry, exc: UserTooLarge) -> None:
+        """A batch no split can send: kept on disk beside the spool, said once, never retried
+        (it would stop every batch behind it, and crash every start from the spool)."""
+        meta = entry.batch.meta
+        path = self.spool.reject(entry.batch, entry.spool_id)
+        self.metrics.publish_failures.labels("user_too_large").inc()
+        self.metrics.spool_batches.set(self.spool.pending)
+        log.error(
+            "batch %s seq=%d can never be sent (%s): kept in %s, not published",
+            meta.batch_id,
+            meta.seq,
+            exc,
+            path,
+        )
 
     # Called on kafka-python's sender thread: hand over, nothing else.
     def _on_success(self, batch_id: str, part: int, size: int, _metadata: object) -> None:

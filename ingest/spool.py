@@ -25,6 +25,7 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{producer_id}.spool.jsonl"
         self._done_path = directory / f"{producer_id}.spool.done"
+        self.rejected_path = directory / f"{producer_id}.rejected.jsonl"
         self.path.touch(exist_ok=True)
         done = self._done_path.read_text().strip() if self._done_path.exists() else ""
         self._base = min(int(done or 0), self.path.stat().st_size)
@@ -41,11 +42,19 @@ class Spool:
             return sum(1 for line in handle if line.strip())
 
     def append(self, batch: Batch) -> None:
-        with open(self.path, "ab") as handle:
-            handle.write(to_record(batch) + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        _append_line(self.path, batch)
         self.pending += 1
+
+    def reject(self, batch: Batch, spool_id: int | None) -> Path:
+        """Keep a batch that can never be sent in `<id>.rejected.jsonl`, out of the queue.
+
+        Written and fsync'd before the batch leaves the spool: nothing is dropped, and a
+        restart does not read it again (it would fail again: a spool that crashes every start).
+        """
+        _append_line(self.rejected_path, batch)
+        if spool_id is not None:
+            self.confirm(spool_id)
+        return self.rejected_path
 
     def has_unread(self) -> bool:
         return self._read < self.path.stat().st_size
@@ -93,3 +102,10 @@ class Spool:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self._done_path)
+
+
+def _append_line(path: Path, batch: Batch) -> None:
+    with open(path, "ab") as handle:
+        handle.write(to_record(batch) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -12,7 +12,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.envelope import CREDENTIALS, SequenceCounter, from_record, make_batch, messages, to_record
+from ingest.envelope import (
+    CREDENTIALS,
+    SequenceCounter,
+    UserTooLarge,
+    from_record,
+    make_batch,
+    messages,
+    to_record,
+)
 
 FETCHED = datetime(2026, 11, 27, 23, 40, 0, 123456, tzinfo=UTC)
 
@@ -86,7 +94,7 @@ def test_a_large_batch_is_split_not_dropped(fixtures_dir: Path) -> None:
 
 def test_one_user_larger_than_a_message_is_an_error(fixtures_dir: Path) -> None:
     batch = make_batch(_fixture(fixtures_dir), "api", "p-1", 1, FETCHED)
-    with pytest.raises(ValueError, match="single user"):
+    with pytest.raises(UserTooLarge, match="single user"):
         messages(batch, 1500)
 
 
