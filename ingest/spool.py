@@ -27,6 +27,7 @@ class Spool:
         self._done_path = directory / f"{producer_id}.spool.done"
         self.rejected_path = directory / f"{producer_id}.rejected.jsonl"
         self.path.touch(exist_ok=True)
+        self._drop_torn_tail()
         done = self._done_path.read_text().strip() if self._done_path.exists() else ""
         self._base = min(int(done or 0), self.path.stat().st_size)
         self._read = self._base
@@ -35,6 +36,29 @@ class Spool:
         self.pending = self._count_lines(self._base)
         if self.pending:
             log.info("spool %s holds %d unconfirmed batches from a previous run", self.path, self.pending)
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a last line a crash left half written: its batch never counted as spooled (the
+        append returns after the fsync), and a later append would glue a whole line to it."""
+        size = self.path.stat().st_size
+        with open(self.path, "r+b") as handle:
+            handle.seek(max(0, size - 1))
+            if size == 0 or handle.read(1) == b"\n":
+                return
+            keep, end = 0, size
+            while end > 0:  # back to the last whole line's end, a window at a time
+                start = max(0, end - 65_536)
+                handle.seek(start)
+                cut = handle.read(end - start).rfind(b"\n")
+                if cut >= 0:
+                    keep = start + cut + 1
+                    break
+                end = start
+            handle.truncate(keep)
+            os.fsync(handle.fileno())
+        log.warning(
+            "spool %s: cut a torn last line of %d bytes (a crash while spooling)", self.path, size - keep
+        )
 
     def _count_lines(self, start: int) -> int:
         with open(self.path, "rb") as handle:
@@ -71,7 +95,22 @@ class Spool:
         if not line.strip():
             return self.read_next()
         self._outstanding[start] = (self._read, False)
-        return start, from_record(line)
+        try:
+            return start, from_record(line)
+        except (ValueError, KeyError, TypeError) as exc:  # orjson's decode error is a ValueError
+            # A line that is no batch (a damaged disk, a hand edit): kept, said, and skipped;
+            # raised, it would stop the producer at every start.
+            log.error(
+                "spool %s: the line at byte %d is not a batch (%s: %s): kept in %s, not sent",
+                self.path,
+                start,
+                exc.__class__.__name__,
+                exc,
+                self.rejected_path,
+            )
+            _append_bytes(self.rejected_path, line)
+            self.confirm(start)
+            return self.read_next()
 
     def confirm(self, spool_id: int) -> None:
         """Kafka confirmed this line; advance the confirmed prefix."""
@@ -105,7 +144,11 @@ class Spool:
 
 
 def _append_line(path: Path, batch: Batch) -> None:
+    _append_bytes(path, to_record(batch) + b"\n")
+
+
+def _append_bytes(path: Path, line: bytes) -> None:
     with open(path, "ab") as handle:
-        handle.write(to_record(batch) + b"\n")
+        handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())

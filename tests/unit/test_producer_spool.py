@@ -39,3 +39,37 @@ def test_spool_round_trip_and_restart(tmp_path: Path) -> None:
     assert restarted.pending == 0
     assert restarted.path.stat().st_size == 0
     assert Spool(tmp_path, "p").read_next() is None
+
+
+def test_a_line_torn_by_a_crash_is_cut_and_the_next_appends_read_back(tmp_path: Path) -> None:
+    batches = _batches(3)
+    spool = Spool(tmp_path, "p")
+    spool.append(batches[0])
+    whole = spool.path.read_bytes()
+    with open(spool.path, "ab") as handle:  # the crash: half of the next line written
+        handle.write(whole[: len(whole) // 2])
+    restarted = Spool(tmp_path, "p")
+    assert spool.path.read_bytes() == whole and restarted.pending == 1
+    restarted.append(batches[1])
+    restarted.append(batches[2])
+    read = [restarted.read_next() for _ in range(4)]
+    assert [item[1] if item else None for item in read] == [*batches, None]
+
+
+def test_a_line_that_is_no_batch_is_kept_aside_and_skipped(tmp_path: Path) -> None:
+    batches = _batches(2)
+    spool = Spool(tmp_path, "p")
+    spool.append(batches[0])
+    with open(spool.path, "ab") as handle:  # a damaged line between two good ones
+        handle.write(b'{"meta": {"batch_id": 1}, "garbage\n')
+    spool.append(batches[1])
+    restarted = Spool(tmp_path, "p")
+    assert restarted.pending == 3
+    first, second, last = restarted.read_next(), restarted.read_next(), restarted.read_next()
+    assert [first[1] if first else None, second[1] if second else None, last] == [*batches, None]
+    assert restarted.rejected_path.read_bytes() == b'{"meta": {"batch_id": 1}, "garbage\n'
+    assert restarted.pending == 2  # the damaged line left the queue; the two batches wait for Kafka
+    for item in (first, second):
+        assert item is not None
+        restarted.confirm(item[0])
+    assert restarted.pending == 0 and restarted.path.stat().st_size == 0
