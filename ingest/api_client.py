@@ -11,9 +11,12 @@ as its Retry-After asks. The producer never spins and never exits on them.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +40,14 @@ NOT_AN_OBJECT = "not_an_object"
 MISSING_RESULTS = "missing_results"
 EMPTY_RESULTS = "empty_results"
 INFO_MISMATCH = "info_mismatch"
+BODY_TOO_LARGE = "body_too_large"
+
+# The API's largest answer (5,000 users) is ~5.5 MB; a body past this is no answer of it (an
+# endless stream, a decompression bomb) and is not read further: memory stays bounded.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+# The read timeout bounds each wait for bytes; this bounds the whole body, so a server that
+# trickles a byte now and then cannot hold a fetch forever.
+BODY_DEADLINE_READ_TIMEOUTS = 4
 
 
 class FetchError(Exception):
@@ -162,8 +173,10 @@ class ApiClient:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
         session: requests.Session | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.api_url = api_url
+        self.max_body_bytes = max_body_bytes
         self.results = results
         self.nationalities = nationalities
         self.seed = seed
@@ -185,7 +198,10 @@ class ApiClient:
     def fetch(self) -> Response:
         started = time.monotonic()
         try:
-            reply = self.session.get(self.api_url, params=self.params(), timeout=self.timeouts)
+            with self.session.get(
+                self.api_url, params=self.params(), timeout=self.timeouts, stream=True
+            ) as reply:
+                body = self._body(reply, started)
         except requests.Timeout as exc:
             raise FetchError(
                 TIMEOUT, f"no answer within {self.timeouts} s ({exc.__class__.__name__})"
@@ -193,7 +209,6 @@ class ApiClient:
         except requests.RequestException as exc:
             raise FetchError(CONNECTION, f"{exc.__class__.__name__}: {str(exc)[:200]}") from None
         latency = time.monotonic() - started
-        body = reply.content
         try:
             document = validate(reply.status_code, body, reply.headers.get("Content-Type", ""))
         except FetchError as exc:
@@ -202,6 +217,48 @@ class ApiClient:
             raise
         self.page += 1
         return Response(document=document, latency_s=latency, size_bytes=len(body))
+
+    def _body(self, reply: requests.Response, started: float) -> bytes:
+        """The whole body (decompressed), at most max_body_bytes, within the body's deadline.
+
+        A read waits for a whole chunk, so the deadline cannot be checked between reads: a
+        timer shuts the connection's socket down when it passes, which ends the read waiting
+        for bytes, and the fetch with it.
+        """
+        deadline_s = self.timeouts[1] * BODY_DEADLINE_READ_TIMEOUTS
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            sock = getattr(getattr(reply.raw, "connection", None), "sock", None)
+            if sock is not None:  # closing alone would wait for the read to return
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            reply.close()
+
+        timer = threading.Timer(max(0.0, deadline_s - (time.monotonic() - started)), expire)
+        timer.daemon = True
+        timer.start()
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in reply.iter_content(chunk_size=65_536):
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise FetchError(
+                        BODY_TOO_LARGE, f"body over {self.max_body_bytes} bytes: not read further"
+                    )
+                chunks.append(chunk)
+        except FetchError:
+            raise
+        except Exception:
+            if not expired.is_set():
+                raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise FetchError(TIMEOUT, f"body not complete within {deadline_s:g} s ({size} bytes read)")
+        return b"".join(chunks)
 
 
 class _Stopping(Exception):
