@@ -85,32 +85,32 @@ class Spool:
 
     def read_next(self) -> tuple[int, Batch] | None:
         """The oldest batch not handed out yet, with its spool id."""
-        with open(self.path, "rb") as handle:
-            handle.seek(self._read)
-            line = handle.readline()
-        if not line.endswith(b"\n"):
-            return None  # nothing, or a torn last line being written
-        start = self._read
-        self._read += len(line)
-        if not line.strip():
-            return self.read_next()
-        self._outstanding[start] = (self._read, False)
-        try:
-            return start, from_record(line)
-        except (ValueError, KeyError, TypeError) as exc:  # orjson's decode error is a ValueError
-            # A line that is no batch (a damaged disk, a hand edit): kept, said, and skipped;
-            # raised, it would stop the producer at every start.
-            log.error(
-                "spool %s: the line at byte %d is not a batch (%s: %s): kept in %s, not sent",
-                self.path,
-                start,
-                exc.__class__.__name__,
-                exc,
-                self.rejected_path,
-            )
-            _append_bytes(self.rejected_path, line)
-            self.confirm(start)
-            return self.read_next()
+        while True:  # past blank lines and lines that are no batch, however many
+            with open(self.path, "rb") as handle:
+                handle.seek(self._read)
+                line = handle.readline()
+            if not line.endswith(b"\n"):
+                return None  # nothing, or a torn last line being written
+            start = self._read
+            self._read += len(line)
+            if not line.strip():
+                continue
+            self._outstanding[start] = (self._read, False)
+            try:
+                return start, from_record(line)
+            except (ValueError, KeyError, TypeError) as exc:  # orjson's decode error is a ValueError
+                # A line that is no batch (a damaged disk, a hand edit): kept, said, and skipped;
+                # raised, it would stop the producer at every start.
+                log.error(
+                    "spool %s: the line at byte %d is not a batch (%s: %s): kept in %s, not sent",
+                    self.path,
+                    start,
+                    exc.__class__.__name__,
+                    exc,
+                    self.rejected_path,
+                )
+                _append_bytes(self.rejected_path, line)
+                self.confirm(start)
 
     def confirm(self, spool_id: int) -> None:
         """Kafka confirmed this line; advance the confirmed prefix."""

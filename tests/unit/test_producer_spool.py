@@ -56,18 +56,18 @@ def test_a_line_torn_by_a_crash_is_cut_and_the_next_appends_read_back(tmp_path: 
     assert [item[1] if item else None for item in read] == [*batches, None]
 
 
-def test_a_line_that_is_no_batch_is_kept_aside_and_skipped(tmp_path: Path) -> None:
+def test_lines_that_are_no_batch_are_kept_aside_and_skipped(tmp_path: Path) -> None:
     batches = _batches(2)
     spool = Spool(tmp_path, "p")
     spool.append(batches[0])
-    with open(spool.path, "ab") as handle:  # a damaged line between two good ones
-        handle.write(b'{"meta": {"batch_id": 1}, "garbage\n')
+    with open(spool.path, "ab") as handle:  # damaged lines between two good ones
+        handle.write(b'{"meta": {"batch_id": 1}, "garbage\n' + b"\n" + b"\xff\n" * 5000)
     spool.append(batches[1])
     restarted = Spool(tmp_path, "p")
-    assert restarted.pending == 3
+    assert restarted.pending == 5003  # the blank line is none
     first, second, last = restarted.read_next(), restarted.read_next(), restarted.read_next()
     assert [first[1] if first else None, second[1] if second else None, last] == [*batches, None]
-    assert restarted.rejected_path.read_bytes() == b'{"meta": {"batch_id": 1}, "garbage\n'
+    assert restarted.rejected_path.read_bytes() == b'{"meta": {"batch_id": 1}, "garbage\n' + b"\xff\n" * 5000
     assert restarted.pending == 2  # the damaged line left the queue; the two batches wait for Kafka
     for item in (first, second):
         assert item is not None
