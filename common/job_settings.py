@@ -39,6 +39,7 @@ class JobEnv(EnvModel):
     spark_ui_port: Port = 4040
     cassandra_write_consistency: Annotated[Consistency, Upper] = "LOCAL_QUORUM"
     sink_stall_timeout_s: int = Field(600, ge=30, le=86_400)
+    sink_hang_timeout_s: int = Field(120, ge=0, le=86_400)
     sink_concurrency: int = Field(3, ge=1, le=8)
     gold_full_recompute_every: int = Field(1000, ge=0, le=10**9)
     poison_batch_attempts: int = Field(3, ge=1, le=100)
@@ -79,6 +80,8 @@ class JobSettings:
     ui_port: int
     cassandra_write_consistency: str
     sink_stall_timeout_s: int = 600
+    # A write that runs no Spark job this long while every server answers is hung (0: off).
+    sink_hang_timeout_s: int = 120
     sink_concurrency: int = 3
     gold_full_recompute_every: int = 1000
     # Failed attempts of one micro-batch before it is processed in parts (jobs/poison_batches.py).
@@ -122,6 +125,7 @@ def from_settings(settings: Settings) -> JobSettings:
         ui_port=e.spark_ui_port,
         cassandra_write_consistency=e.cassandra_write_consistency,
         sink_stall_timeout_s=e.sink_stall_timeout_s,
+        sink_hang_timeout_s=e.sink_hang_timeout_s,
         sink_concurrency=e.sink_concurrency,
         gold_full_recompute_every=e.gold_full_recompute_every,
         poison_batch_attempts=e.poison_batch_attempts,

@@ -29,7 +29,7 @@ from common.job_settings import JobSettings, QuerySettings
 from common.settings import SettingsError
 from jobs import lifeline, pipeline, poison_batches, preflight
 from jobs.io import delta, kafka, retry
-from jobs.io.session import spark_session
+from jobs.io.session import jobs_running, spark_session
 from jobs.listener import MetricsListener, caught_up
 from jobs.pipeline import LakeProcessor, ServingProcessor
 
@@ -219,6 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     # A sink write failing the same way while every server answers goes to its batch, which
     # is processed in parts after POISON_BATCH_ATTEMPTS failures (jobs/poison_batches.py).
     retry.install_failure_probe(retry.FailureProbe(lambda: poison_batches.servers_up(job.common)))
+    # A write that runs no Spark job for SINK_HANG_TIMEOUT_S while every server answers is a
+    # hung client call: exit for a restart then, not after SINK_STALL_TIMEOUT_S.
+    if job.sink_hang_timeout_s:
+        retry.install_hang_check(
+            retry.HangCheck(
+                job.sink_hang_timeout_s,
+                busy=lambda: jobs_running(spark),
+                servers_up=lambda: poison_batches.servers_up(job.common),
+            )
+        )
     spark.streams.addListener(metrics)
     # Graceful: the running batches finish and are committed; nothing is half-done that a
     # restart would not redo idempotently anyway.

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import tenacity
@@ -50,19 +51,76 @@ def exit_on_stall(name: str, seconds: float) -> None:
     os._exit(STALL_EXIT_CODE)
 
 
+@dataclass(frozen=True)
+class HangCheck:
+    """Tells a hung client call sooner than the stall timeout: no Spark job has run for
+    `seconds` while the write is in flight, and every server answers.
+
+    A write that works runs Spark jobs (its tasks); one that waits for a server that is down
+    is legitimate (servers_up says so, and the clock starts again). What is left is a client
+    waiting for nothing: the Cassandra connector's schema refresh after a restart (see
+    exit_on_stall) planned no job for ten minutes while Cassandra answered.
+    """
+
+    seconds: float
+    busy: Callable[[], bool]  # a Spark job of this application is running
+    servers_up: Callable[[], bool]
+    interval: float = 5.0
+
+
 @contextmanager
-def stall_guard(name: str, timeout: float | None, on_stall: Callable[[str, float], None]) -> Iterator[None]:
-    """Call `on_stall(name, timeout)` if the block neither returns nor fails within `timeout` s."""
-    if not timeout:
+def stall_guard(
+    name: str,
+    timeout: float | None,
+    on_stall: Callable[[str, float], None],
+    hang: HangCheck | None = None,
+) -> Iterator[None]:
+    """Call `on_stall(name, seconds)` once if the block neither returns nor fails within
+    `timeout` s, or (with `hang`) when it looks hung by that check first."""
+    if not timeout and hang is None:
         yield
         return
-    timer = threading.Timer(timeout, on_stall, (name, timeout))
-    timer.daemon = True
-    timer.start()
+    done = threading.Event()
+
+    def watch() -> None:
+        start = last_busy = time.monotonic()
+        server_down = False
+        while True:
+            now = time.monotonic()
+            left = (start + timeout - now) if timeout else None
+            if left is not None and left <= 0:
+                on_stall(name, timeout or 0.0)
+                return
+            wait = min(x for x in (left, hang.interval if hang else None) if x is not None)
+            if done.wait(wait):
+                return
+            if hang is None:
+                continue
+            now = time.monotonic()
+            if hang.busy():
+                last_busy = now
+            elif server_down:  # waiting for a server is no hang: the clock starts when it is back
+                server_down = not hang.servers_up()
+                last_busy = now
+            elif now - last_busy >= hang.seconds:
+                if hang.servers_up():
+                    log.error(
+                        "sink %s: no Spark job ran for %.0fs of its write while every server "
+                        "answers: the client call is hung",
+                        name,
+                        now - last_busy,
+                    )
+                    on_stall(name, now - start)
+                    return
+                server_down = True
+                last_busy = now
+
+    watcher = threading.Thread(target=watch, name=f"stall-guard-{name}", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        timer.cancel()
+        done.set()
 
 
 def with_retries(
@@ -75,13 +133,15 @@ def with_retries(
     stall_timeout: float | None = None,
     on_stall: Callable[[str, float], None] = exit_on_stall,
     failure_probe: FailureProbe | None = None,
+    hang: HangCheck | None = None,
 ) -> T:
     """Run a sink write until it succeeds: a sink that is down stalls the stream, never skips data.
 
     A failing attempt is retried by tenacity, without end, after base_delay, 2x, 4x, ...
     capped at max_delay (no jitter: the job is the servers' one writer, waiting for them to
     come back, not contending with other clients); an attempt that neither fails nor returns
-    within `stall_timeout` seconds calls `on_stall` (by default: exit for a restart).
+    within `stall_timeout` seconds calls `on_stall` (by default: exit for a restart), and
+    so does one that the hang check (`hang`, else the one the job installed) finds hung.
     With a failure probe (`failure_probe`, else the one the job installed: see
     install_failure_probe), a write that fails the same way FailureProbe.after times in a
     row while every server answers is not retried further: its error is raised, for the
@@ -89,6 +149,7 @@ def with_retries(
     retried without end, as always.
     """
     probe = failure_probe or _installed.get("probe")
+    hang = hang or _installed_hang.get("hang")
     if probe is not None:
         probe = probe.fresh()
 
@@ -109,7 +170,7 @@ def with_retries(
         )
 
     def attempt() -> T:
-        with stall_guard(name, stall_timeout, on_stall):
+        with stall_guard(name, stall_timeout, on_stall, hang if stall_timeout else None):
             return action()
 
     retrying = tenacity.Retrying(
@@ -190,6 +251,15 @@ class FailureProbe:
 
 
 _installed: dict[str, FailureProbe] = {}
+_installed_hang: dict[str, HangCheck] = {}
+
+
+def install_hang_check(check: HangCheck | None) -> None:
+    """The hang check every guarded with_retries of this process uses (None: the stall timeout only)."""
+    if check is None:
+        _installed_hang.pop("hang", None)
+    else:
+        _installed_hang["hang"] = check
 
 
 def install_failure_probe(probe: FailureProbe | None) -> None:

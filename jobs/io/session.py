@@ -54,3 +54,8 @@ def install_jvm_trust(spark: SparkSession, truststore: JvmTruststore) -> None:
     context = jvm.javax.net.ssl.SSLContext.getInstance("TLS")
     context.init(None, factory.getTrustManagers(), None)
     jvm.javax.net.ssl.SSLContext.setDefault(context)
+
+
+def jobs_running(spark: SparkSession) -> bool:
+    """A Spark job of this application is running (what a sink write that works does)."""
+    return bool(spark.sparkContext.statusTracker().getActiveJobsIds())

@@ -54,3 +54,69 @@ def test_the_stall_timeout_is_a_validated_setting() -> None:
     bad = common_settings.from_mapping({**base, "SINK_STALL_TIMEOUT_S": "5"})
     with pytest.raises(common_settings.SettingsError, match=r"SINK_STALL_TIMEOUT_S=5 is outside 30\.\.86400"):
         job_settings.from_settings(bad)
+
+
+def _hang_until(reported: threading.Event, limit: float) -> str:
+    assert reported.wait(limit), "the hang was never reported"
+    return "finally"
+
+
+def test_a_write_that_runs_no_spark_job_while_the_servers_answer_is_reported_as_hung_early() -> None:
+    stalled: list[str] = []
+    reported = threading.Event()
+
+    def on_stall(name: str, seconds: float) -> None:
+        stalled.append(name)
+        reported.set()
+
+    hang = retry.HangCheck(0.3, busy=lambda: False, servers_up=lambda: True, interval=0.05)
+    started = time.monotonic()
+    result = retry.with_retries(
+        "cassandra_users", lambda: _hang_until(reported, 10), stall_timeout=600, on_stall=on_stall, hang=hang
+    )
+    # Reported after the hang check's 0.3 s, not the stall timeout's 600 s; once only.
+    assert (result, stalled) == ("finally", ["cassandra_users"])
+    assert 0.3 <= time.monotonic() - started < 5
+
+
+def test_a_write_whose_spark_jobs_run_or_whose_server_is_down_is_not_hung() -> None:
+    stalled: list[str] = []
+    on_stall = lambda name, seconds: stalled.append(name)  # noqa: E731
+    busy = retry.HangCheck(0.2, busy=lambda: True, servers_up=lambda: True, interval=0.05)
+    down = retry.HangCheck(0.2, busy=lambda: False, servers_up=lambda: False, interval=0.05)
+    for check in (busy, down):
+        assert (
+            retry.with_retries(
+                "w", lambda: time.sleep(0.8) or 1, stall_timeout=600, on_stall=on_stall, hang=check
+            )
+            == 1
+        )
+    assert stalled == []
+
+
+def test_once_the_server_is_back_the_hang_clock_starts_again() -> None:
+    reported_at: list[float] = []
+    reported = threading.Event()
+    back_at = time.monotonic() + 0.6  # the server is down for the write's first 0.6 s
+
+    def on_stall(name: str, seconds: float) -> None:
+        reported_at.append(time.monotonic())
+        reported.set()
+
+    hang = retry.HangCheck(
+        0.4, busy=lambda: False, servers_up=lambda: time.monotonic() >= back_at, interval=0.05
+    )
+    retry.with_retries(
+        "w", lambda: _hang_until(reported, 10), stall_timeout=600, on_stall=on_stall, hang=hang
+    )
+    # Not at 0.4 s (the server was down then), but 0.4 s of idling after it came back.
+    assert len(reported_at) == 1 and reported_at[0] >= back_at + 0.3
+
+
+def test_the_hang_timeout_is_a_validated_setting_and_zero_turns_it_off() -> None:
+    base = dict(common_settings.load().env)
+    off = common_settings.from_mapping({**base, "SINK_HANG_TIMEOUT_S": "0"})
+    assert job_settings.from_settings(off).sink_hang_timeout_s == 0
+    bad = common_settings.from_mapping({**base, "SINK_HANG_TIMEOUT_S": "-1"})
+    with pytest.raises(common_settings.SettingsError, match=r"SINK_HANG_TIMEOUT_S=-1"):
+        job_settings.from_settings(bad)
