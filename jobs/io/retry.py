@@ -57,7 +57,8 @@ class HangCheck:
     `seconds` while the write is in flight, and every server answers.
 
     A write that works runs Spark jobs (its tasks); one that waits for a server that is down
-    is legitimate (servers_up says so, and the clock starts again). What is left is a client
+    is legitimate: while a write runs no job, the servers are probed every `probe_every`
+    seconds, and one that is down starts the count again. What is left is a client
     waiting for nothing: the Cassandra connector's schema refresh after a restart (see
     exit_on_stall) planned no job for ten minutes while Cassandra answered.
     """
@@ -66,6 +67,7 @@ class HangCheck:
     busy: Callable[[], bool]  # a Spark job of this application is running
     servers_up: Callable[[], bool]
     interval: float = 5.0
+    probe_every: float = 15.0
 
 
 @contextmanager
@@ -83,8 +85,7 @@ def stall_guard(
     done = threading.Event()
 
     def watch() -> None:
-        start = last_busy = time.monotonic()
-        server_down = False
+        start = last_busy = last_probe = time.monotonic()
         while True:
             now = time.monotonic()
             left = (start + timeout - now) if timeout else None
@@ -99,21 +100,22 @@ def stall_guard(
             now = time.monotonic()
             if hang.busy():
                 last_busy = now
-            elif server_down:  # waiting for a server is no hang: the clock starts when it is back
-                server_down = not hang.servers_up()
+                continue
+            idle = now - last_busy
+            if idle < hang.seconds and (idle < hang.probe_every or now - last_probe < hang.probe_every):
+                continue
+            last_probe = now
+            if not hang.servers_up():  # waiting for a server that is down is no hang
                 last_busy = now
-            elif now - last_busy >= hang.seconds:
-                if hang.servers_up():
-                    log.error(
-                        "sink %s: no Spark job ran for %.0fs of its write while every server "
-                        "answers: the client call is hung",
-                        name,
-                        now - last_busy,
-                    )
-                    on_stall(name, now - start)
-                    return
-                server_down = True
-                last_busy = now
+            elif idle >= hang.seconds:
+                log.error(
+                    "sink %s: no Spark job ran for %.0fs of its write while every server answers: "
+                    "the client call is hung",
+                    name,
+                    idle,
+                )
+                on_stall(name, now - start)
+                return
 
     watcher = threading.Thread(target=watch, name=f"stall-guard-{name}", daemon=True)
     watcher.start()

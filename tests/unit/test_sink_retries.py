@@ -69,7 +69,7 @@ def test_a_write_that_runs_no_spark_job_while_the_servers_answer_is_reported_as_
         stalled.append(name)
         reported.set()
 
-    hang = retry.HangCheck(0.3, busy=lambda: False, servers_up=lambda: True, interval=0.05)
+    hang = retry.HangCheck(0.3, busy=lambda: False, servers_up=lambda: True, interval=0.05, probe_every=0.1)
     started = time.monotonic()
     result = retry.with_retries(
         "cassandra_users", lambda: _hang_until(reported, 10), stall_timeout=600, on_stall=on_stall, hang=hang
@@ -82,8 +82,8 @@ def test_a_write_that_runs_no_spark_job_while_the_servers_answer_is_reported_as_
 def test_a_write_whose_spark_jobs_run_or_whose_server_is_down_is_not_hung() -> None:
     stalled: list[str] = []
     on_stall = lambda name, seconds: stalled.append(name)  # noqa: E731
-    busy = retry.HangCheck(0.2, busy=lambda: True, servers_up=lambda: True, interval=0.05)
-    down = retry.HangCheck(0.2, busy=lambda: False, servers_up=lambda: False, interval=0.05)
+    busy = retry.HangCheck(0.2, busy=lambda: True, servers_up=lambda: True, interval=0.05, probe_every=0.1)
+    down = retry.HangCheck(0.2, busy=lambda: False, servers_up=lambda: False, interval=0.05, probe_every=0.1)
     for check in (busy, down):
         assert (
             retry.with_retries(
@@ -104,12 +104,17 @@ def test_once_the_server_is_back_the_hang_clock_starts_again() -> None:
         reported.set()
 
     hang = retry.HangCheck(
-        0.4, busy=lambda: False, servers_up=lambda: time.monotonic() >= back_at, interval=0.05
+        0.4,
+        busy=lambda: False,
+        servers_up=lambda: time.monotonic() >= back_at,
+        interval=0.05,
+        probe_every=0.1,
     )
     retry.with_retries(
         "w", lambda: _hang_until(reported, 10), stall_timeout=600, on_stall=on_stall, hang=hang
     )
-    # Not at 0.4 s (the server was down then), but 0.4 s of idling after it came back.
+    # Not at 0.4 s (the server was down then), but 0.4 s of idling after the last probe that
+    # found it down (at most probe_every before it came back).
     assert len(reported_at) == 1 and reported_at[0] >= back_at + 0.3
 
 
