@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export JAVA_HOME := $(or $(JAVA_HOME_17),/usr/lib/jvm/java-17-openjdk-amd64)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help env venv browser insights bench bench-insights up down status servers monitor monitoring reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
+.PHONY: help env venv browser insights bench faults bench-insights up down status servers monitor monitoring reset logs test test-unit test-integration test-e2e lint format demo producer job dashboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench: up ## measure throughput, freshness, recovery, footprint, stage ceilings 
 	@$(PY) -m bench.end_to_end $(BENCH_ARGS)
 	@echo "[bench] 4/4 docs/PERFORMANCE.md"
 	@$(PY) -m bench.report
+
+faults: up ## the pipeline through server faults, then every store compared with the topic (~25 min) -> bench/results/faults.json
+	@$(PY) -m bench.faults $(FAULTS_ARGS)
 
 bench-insights: up ## every insight analysis at 100k and 1M users (~25 min) -> bench/results/insights.json
 	@set -o pipefail; scripts/spark-submit.sh bench/insights.py $(INSIGHTS_ARGS) 2>&1 | grep --line-buffered -E '^\[bench|Error|Exception'
