@@ -70,6 +70,16 @@ class HangCheck:
     probe_every: float = 15.0
 
 
+def _asks(question: Callable[[], bool], otherwise: bool) -> bool:
+    """A hang check's question; `otherwise` (the answer that reports nothing) if it fails:
+    the watcher must outlive a failed call (it also keeps the stall timeout)."""
+    try:
+        return question()
+    except Exception as exc:
+        log.warning("hang check: %s", one_line(exc))
+        return otherwise
+
+
 @contextmanager
 def stall_guard(
     name: str,
@@ -98,14 +108,14 @@ def stall_guard(
             if hang is None:
                 continue
             now = time.monotonic()
-            if hang.busy():
+            if _asks(hang.busy, True):
                 last_busy = now
                 continue
             idle = now - last_busy
             if idle < hang.seconds and (idle < hang.probe_every or now - last_probe < hang.probe_every):
                 continue
             last_probe = now
-            if not hang.servers_up():  # waiting for a server that is down is no hang
+            if not _asks(hang.servers_up, False):  # waiting for a server that is down is no hang
                 last_busy = now
             elif idle >= hang.seconds:
                 log.error(

@@ -125,3 +125,24 @@ def test_the_hang_timeout_is_a_validated_setting_and_zero_turns_it_off() -> None
     bad = common_settings.from_mapping({**base, "SINK_HANG_TIMEOUT_S": "-1"})
     with pytest.raises(common_settings.SettingsError, match=r"SINK_HANG_TIMEOUT_S=-1"):
         job_settings.from_settings(bad)
+
+
+def test_a_hang_check_that_fails_reports_nothing_and_keeps_the_stall_timeout() -> None:
+    stalled: list[float] = []
+    reported = threading.Event()
+
+    def on_stall(name: str, seconds: float) -> None:
+        stalled.append(seconds)
+        reported.set()
+
+    def broken() -> bool:
+        raise RuntimeError("py4j: the JVM is gone")
+
+    for busy, up in ((broken, lambda: True), (lambda: False, broken)):
+        reported.clear()
+        hang = retry.HangCheck(0.1, busy=busy, servers_up=up, interval=0.05, probe_every=0.05)
+        retry.with_retries(
+            "w", lambda: _hang_until(reported, 10), stall_timeout=1.0, on_stall=on_stall, hang=hang
+        )
+    # Neither failing question made a hang of it; the stall timeout (1 s) still fired, twice.
+    assert stalled == [1.0, 1.0]
