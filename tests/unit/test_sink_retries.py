@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -56,66 +57,58 @@ def test_the_stall_timeout_is_a_validated_setting() -> None:
         job_settings.from_settings(bad)
 
 
-def _hang_until(reported: threading.Event, limit: float) -> str:
-    assert reported.wait(limit), "the hang was never reported"
-    return "finally"
+class Stalls:
+    """An on_stall that records (name, seconds, when) and a write that hangs until the first."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, float, float]] = []
+        self.reported = threading.Event()
+
+    def __call__(self, name: str, seconds: float) -> None:
+        self.seen.append((name, seconds, time.monotonic()))
+        self.reported.set()
+
+    def hung_write(self) -> str:
+        assert self.reported.wait(10), "the hang was never reported"
+        self.reported.clear()
+        return "finally"
+
+
+def _check(seconds: float, busy: bool, servers_up: Callable[[], bool]) -> retry.HangCheck:
+    return retry.HangCheck(seconds, busy=lambda: busy, servers_up=servers_up, interval=0.05, probe_every=0.1)
 
 
 def test_a_write_that_runs_no_spark_job_while_the_servers_answer_is_reported_as_hung_early() -> None:
-    stalled: list[str] = []
-    reported = threading.Event()
-
-    def on_stall(name: str, seconds: float) -> None:
-        stalled.append(name)
-        reported.set()
-
-    hang = retry.HangCheck(0.3, busy=lambda: False, servers_up=lambda: True, interval=0.05, probe_every=0.1)
+    stalls = Stalls()
     started = time.monotonic()
     result = retry.with_retries(
-        "cassandra_users", lambda: _hang_until(reported, 10), stall_timeout=600, on_stall=on_stall, hang=hang
+        "cassandra_users",
+        stalls.hung_write,
+        stall_timeout=600,
+        on_stall=stalls,
+        hang=_check(0.3, False, lambda: True),
     )
     # Reported after the hang check's 0.3 s, not the stall timeout's 600 s; once only.
-    assert (result, stalled) == ("finally", ["cassandra_users"])
-    assert 0.3 <= time.monotonic() - started < 5
+    assert (result, [name for name, _, _ in stalls.seen]) == ("finally", ["cassandra_users"])
+    assert 0.3 <= stalls.seen[0][2] - started < 5
 
 
 def test_a_write_whose_spark_jobs_run_or_whose_server_is_down_is_not_hung() -> None:
-    stalled: list[str] = []
-    on_stall = lambda name, seconds: stalled.append(name)  # noqa: E731
-    busy = retry.HangCheck(0.2, busy=lambda: True, servers_up=lambda: True, interval=0.05, probe_every=0.1)
-    down = retry.HangCheck(0.2, busy=lambda: False, servers_up=lambda: False, interval=0.05, probe_every=0.1)
-    for check in (busy, down):
-        assert (
-            retry.with_retries(
-                "w", lambda: time.sleep(0.8) or 1, stall_timeout=600, on_stall=on_stall, hang=check
-            )
-            == 1
-        )
-    assert stalled == []
+    stalls = Stalls()
+    for check in (_check(0.2, True, lambda: True), _check(0.2, False, lambda: False)):
+        write = lambda: time.sleep(0.8) or 1  # noqa: E731
+        assert retry.with_retries("w", write, stall_timeout=600, on_stall=stalls, hang=check) == 1
+    assert stalls.seen == []
 
 
 def test_once_the_server_is_back_the_hang_clock_starts_again() -> None:
-    reported_at: list[float] = []
-    reported = threading.Event()
+    stalls = Stalls()
     back_at = time.monotonic() + 0.6  # the server is down for the write's first 0.6 s
-
-    def on_stall(name: str, seconds: float) -> None:
-        reported_at.append(time.monotonic())
-        reported.set()
-
-    hang = retry.HangCheck(
-        0.4,
-        busy=lambda: False,
-        servers_up=lambda: time.monotonic() >= back_at,
-        interval=0.05,
-        probe_every=0.1,
-    )
-    retry.with_retries(
-        "w", lambda: _hang_until(reported, 10), stall_timeout=600, on_stall=on_stall, hang=hang
-    )
+    hang = _check(0.4, False, lambda: time.monotonic() >= back_at)
+    retry.with_retries("w", stalls.hung_write, stall_timeout=600, on_stall=stalls, hang=hang)
     # Not at 0.4 s (the server was down then), but 0.4 s of idling after the last probe that
     # found it down (at most probe_every before it came back).
-    assert len(reported_at) == 1 and reported_at[0] >= back_at + 0.3
+    assert len(stalls.seen) == 1 and stalls.seen[0][2] >= back_at + 0.3
 
 
 def test_the_hang_timeout_is_a_validated_setting_and_zero_turns_it_off() -> None:
@@ -128,21 +121,13 @@ def test_the_hang_timeout_is_a_validated_setting_and_zero_turns_it_off() -> None
 
 
 def test_a_hang_check_that_fails_reports_nothing_and_keeps_the_stall_timeout() -> None:
-    stalled: list[float] = []
-    reported = threading.Event()
-
-    def on_stall(name: str, seconds: float) -> None:
-        stalled.append(seconds)
-        reported.set()
+    stalls = Stalls()
 
     def broken() -> bool:
         raise RuntimeError("py4j: the JVM is gone")
 
     for busy, up in ((broken, lambda: True), (lambda: False, broken)):
-        reported.clear()
         hang = retry.HangCheck(0.1, busy=busy, servers_up=up, interval=0.05, probe_every=0.05)
-        retry.with_retries(
-            "w", lambda: _hang_until(reported, 10), stall_timeout=1.0, on_stall=on_stall, hang=hang
-        )
+        retry.with_retries("w", stalls.hung_write, stall_timeout=1.0, on_stall=stalls, hang=hang)
     # Neither failing question made a hang of it; the stall timeout (1 s) still fired, twice.
-    assert stalled == [1.0, 1.0]
+    assert [seconds for _, seconds, _ in stalls.seen] == [1.0, 1.0]
