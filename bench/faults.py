@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from bench.harness import (
     KEYSPACE,
     ROOT,
     TOPIC,
+    _processes,
     bench_env,
     generator_only,
     prepare_namespace,
@@ -67,21 +67,6 @@ def stack(*args: str) -> None:
     with (WORKDIR / "stack.log").open("ab") as out:
         command = [str(ROOT / "scripts" / "stack.sh"), *args]
         subprocess.run(command, cwd=ROOT, stdout=out, stderr=out, check=True)
-
-
-def job_jvms() -> list[int]:
-    """The pids of this run's Spark driver JVM (its checkpoint folder is in its environment)."""
-    mark = f"CHECKPOINT_DIR={WORKDIR / 'checkpoints'}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if b"org.apache.spark.deploy.SparkSubmit" in (entry / "cmdline").read_bytes() and mark in (
-                entry / "environ"
-            ).read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-    return pids
 
 
 def lags() -> dict[str, int | None]:
@@ -283,7 +268,8 @@ def main() -> int:
                 time.sleep(args.outage)
                 stack("up", "cassandra")
             elif fault == "sigkill":
-                pids = job_jvms()
+                # The bench's own driver JVM (its environment names the bench topic).
+                pids = [pid for pid, role, _, _ in _processes() if role == "spark driver (JVM)"]
                 for pid in pids:
                     os.kill(pid, signal.SIGKILL)
                 say("faults", f"SIGKILLed the driver JVM {pids}")
@@ -318,7 +304,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(supervisor.pid, signal.SIGKILL)
         # Its state file would show a stopped job in `make status` from now on.
-        (ROOT / ".stack" / "supervise" / "bench-faults-job.json").unlink(missing_ok=True)
+        (settings().stack.stack_dir / "supervise" / "bench-faults-job.json").unlink(missing_ok=True)
     result["supervisor"] = supervisor_lines(WORKDIR / "supervisor.log")
     for name, ok in result.get("checks", {}).items():
         say("faults", f"{'ok  ' if ok else 'FAIL'} {name}")
