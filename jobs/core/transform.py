@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from jobs.core.pseudonymise import email_pseudonym_col, phone_pseudonym_col
 from jobs.core.schema import CORRUPT_FIELD, RAW_ENVELOPE_SCHEMA, RAW_USER_SCHEMA
@@ -37,6 +38,9 @@ _LONE_SURROGATE = (
     r"(?i)(?<!\\)(?:\\\\)*"
     r"(?:\\uD[89AB][0-9A-F]{2}(?!\\uD[C-F][0-9A-F]{2})|(?<!\\uD[89AB][0-9A-F]{2})\\uD[C-F][0-9A-F]{2})"
 )
+
+# What a text in brackets is read as to count its values (see parse_messages).
+_ONE_VALUE = T.ArrayType(T.StructType([]))
 
 # The enriched user, in this order: no raw email, phone, cell, national id, street or
 # coordinates (those stay in bronze only); contacts only as keyed pseudonyms.
@@ -99,7 +103,14 @@ def parse_messages(bronze: DataFrame) -> DataFrame:
     is flagged, not dropped. `invalid_encoding` flags a value that is not valid UTF-8 (the
     parse read each bad byte sequence as U+FFFD): decoding it strictly gives other bytes.
     """
-    envelope = F.from_json(F.col("value").cast("string"), RAW_ENVELOPE_SCHEMA)
+    text = F.col("value").cast("string")
+    envelope = F.from_json(text, RAW_ENVELOPE_SCHEMA)
+    # Spark's JSON parser reads the first value of a text and ignores what follows it, so
+    # `{...}garbage`, or two envelopes back to back, would pass as their first envelope (the
+    # second one's users lost without a trace). In brackets, the text is an array of exactly
+    # one value, or not valid JSON (null). Read with the same parser and options, as objects
+    # of no field: a scan, no value built.
+    single = F.size(F.from_json(F.concat(F.lit("["), text, F.lit("]")), _ONE_VALUE)) == 1
     return (
         bronze.select(
             "topic",
@@ -115,7 +126,9 @@ def parse_messages(bronze: DataFrame) -> DataFrame:
         )
         .withColumn(
             "unparseable",
-            F.col("envelope").isNull() | F.col(f"envelope.{CORRUPT_FIELD}").isNotNull(),
+            F.col("envelope").isNull()
+            | F.col(f"envelope.{CORRUPT_FIELD}").isNotNull()
+            | ~F.coalesce(single, F.lit(False)),
         )
         .select(
             "topic",

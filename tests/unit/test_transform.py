@@ -250,6 +250,11 @@ def test_unparseable_and_empty_messages_are_kept_and_flagged(spark: SparkSession
         encode(envelope([], batch_id="b-empty")),
         json.dumps({"meta": {"batch_id": "b-none"}}).encode(),
         json.dumps({"meta": {"seq": "not a number"}, "results": []}).encode(),
+        # Text after the envelope: the parser would read the first value and stop there.
+        encode(envelope([], batch_id="b-trailing")) + b"}}garbage",
+        encode(envelope([], batch_id="b-first")) + b"\n" + encode(envelope([], batch_id="b-second")),
+        encode(envelope([], batch_id="b-comma")) + b", " + encode(envelope([], batch_id="b-second")),
+        encode(envelope([], batch_id="b-spaces")) + b" \n\t",
     ]
     bronze = bronze_df(spark, [bronze_row(v, offset) for offset, v in enumerate(values)])
     got = transform.users_from_bronze(bronze).select(
@@ -270,6 +275,10 @@ def test_unparseable_and_empty_messages_are_kept_and_flagged(spark: SparkSession
          "raw_value": bytearray(values[5] or b""), "batch_id": "b-none"},
         {"offset": 6, "unparseable": True, "position": None, "user_index": None, "results_count": None,
          "raw_value": bytearray(values[6] or b""), "batch_id": None},
+        *({"offset": offset, "unparseable": True, "position": None, "user_index": None, "results_count": None,
+           "raw_value": bytearray(values[offset] or b""), "batch_id": None} for offset in (7, 8, 9)),
+        {"offset": 10, "unparseable": False, "position": None, "user_index": None, "results_count": 0,
+         "raw_value": bytearray(values[10] or b""), "batch_id": "b-spaces"},
     ])  # fmt: skip
 
 
