@@ -6,6 +6,7 @@ down explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -16,6 +17,14 @@ from common import settings as common_settings
 from common.settings import EnvModel, Flag, Port, Settings
 
 _INTERVAL = r"^\d+(\.\d+)? (milliseconds?|seconds?|minutes?)$"
+
+# Variables an earlier version read, and what took their place. A `.env` made then keeps
+# them (envfile.ensure only appends what is new), so a value set there would be ignored
+# without a word: the job names each one it finds (retired()).
+RETIRED: dict[str, str] = {
+    "TRIGGER_INTERVAL": "SERVING_TRIGGER_INTERVAL and LAKE_TRIGGER_INTERVAL",
+    "KAFKA_MAX_OFFSETS_PER_TRIGGER": "SERVING_MAX_OFFSETS_PER_TRIGGER and LAKE_MAX_OFFSETS_PER_TRIGGER",
+}
 Consistency = Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "ALL", "EACH_QUORUM"]
 Upper = BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v)
 
@@ -137,3 +146,12 @@ def from_settings(settings: Settings) -> JobSettings:
 
 def load() -> JobSettings:
     return from_settings(common_settings.load())
+
+
+def retired(env: Mapping[str, str]) -> list[str]:
+    """One line for each retired variable `env` sets (.env or the environment): it is not read."""
+    return [
+        f"{name}={env[name]!r} is no longer read: the job has two queries, set {instead} instead"
+        for name, instead in RETIRED.items()
+        if name in env
+    ]

@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip() for n in args.queries.split(",") if n.strip()]
     try:
         job = job_settings.load()
+        for line in job_settings.retired(job.common.env):
+            log.warning("%s", line)
         unknown = sorted(set(names) - {q.name for q in job.queries})
         if unknown or not names:
             raise SettingsError(f"--queries {args.queries!r}: choose among serving, lake")

@@ -63,7 +63,7 @@ class Demo:
             LAKE_DIR=str(workdir / "lake"),
             CHECKPOINT_DIR=str(workdir / "checkpoints"),
             SPARK_UI_PORT="4143",
-            TRIGGER_INTERVAL="1 second",
+            LAKE_TRIGGER_INTERVAL="2 seconds",  # as the other end-to-end tests (conftest.JobRunner)
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

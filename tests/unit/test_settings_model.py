@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common import envfile
+from common import envfile, job_settings
 from common import settings as cs
 from common.job_settings import JobEnv
 from dashboard.settings import DashboardEnv
@@ -195,3 +195,26 @@ def test_the_environment_wins_over_env_file(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("KAFKA_TOPIC_PARTITIONS", "0")
     with pytest.raises(cs.SettingsError, match=r"^KAFKA_TOPIC_PARTITIONS=0 is outside 1\.\.1000$"):
         cs.load(tmp_path)
+
+
+def test_retired_variables_are_named_and_never_read() -> None:
+    """An old .env keeps TRIGGER_INTERVAL and KAFKA_MAX_OFFSETS_PER_TRIGGER: the job says each is ignored."""
+    env = {
+        "TRIGGER_INTERVAL": "1 second",
+        "KAFKA_MAX_OFFSETS_PER_TRIGGER": "10",
+        "LAKE_TRIGGER_INTERVAL": "2 seconds",
+    }
+    assert job_settings.retired(env) == [
+        "TRIGGER_INTERVAL='1 second' is no longer read: the job has two queries, set SERVING_TRIGGER_INTERVAL"
+        " and LAKE_TRIGGER_INTERVAL instead",
+        "KAFKA_MAX_OFFSETS_PER_TRIGGER='10' is no longer read: the job has two queries, set"
+        " SERVING_MAX_OFFSETS_PER_TRIGGER and LAKE_MAX_OFFSETS_PER_TRIGGER instead",
+    ]
+    job = JobEnv.from_env(env)
+    assert (job.serving_trigger_interval, job.lake_trigger_interval) == ("500 milliseconds", "2 seconds")
+    assert (job.serving_max_offsets_per_trigger, job.lake_max_offsets_per_trigger) == (500, 5000)
+    assert job_settings.retired({"LAKE_TRIGGER_INTERVAL": "2 seconds"}) == []
+    # A retired name is no current variable, and each replacement it names is one.
+    current = {var for model in MODELS for var in model.variables()}
+    assert not set(job_settings.RETIRED) & current
+    assert {v for instead in job_settings.RETIRED.values() for v in instead.split(" and ")} <= current
