@@ -390,11 +390,16 @@ def run(spark: SparkSession, job: JobSettings, user_id: str | None, email: str |
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="jobs/erase.py", description=__doc__.splitlines()[0])
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--user-id", help="the person's login.uuid")
+    who.add_argument("--user-id", help="the person's login.uuid (any case)")
     who.add_argument("--email", help="the person's email (matched through the keyed HMAC)")
     args = parser.parse_args(argv)
-    if args.user_id is not None and not _UUID.match(args.user_id):
-        parser.error("--user-id must be a UUID")
+    if args.user_id is not None:
+        if not _UUID.match(args.user_id.strip()):
+            parser.error("--user-id must be a UUID")
+        # A UUID is the same in either case (RFC 4122), and every store holds it in lower
+        # case (the quality rules quarantine any other): `DCC6D588-...` as given would match
+        # no row, and its ledger key would not stop the person's next records.
+        args.user_id = args.user_id.strip().lower()
     return args
 
 

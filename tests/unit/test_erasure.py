@@ -7,9 +7,11 @@ import hashlib
 import hmac
 import json
 
+import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs import erase
 from jobs.core import erasure
 from tests.unit.frames import assert_same_frame
 
@@ -99,3 +101,15 @@ def test_rewrite_keeps_records_without_the_person_and_matches_by_email() -> None
     by_mail = _message(_user(None, " Alice.A@Example.COM "), _user(BOB))
     out = erasure.rewrite_record(by_mail, frozenset(), "alice.a@example.com")
     assert out.action == "rewrite" and json.loads(out.value or b"")["results"] == [_user(BOB)]
+
+
+def test_a_user_id_is_taken_in_any_case_and_stored_as_every_store_holds_it() -> None:
+    """Every store holds lower-case ids (the quality rules quarantine others): the CLI lowers
+    what it is given, or an upper-case id would erase nothing and block nothing."""
+    assert erase.parse_args(["--user-id", f" {ALICE.upper()} "]).user_id == ALICE
+    assert erase.parse_args(["--user-id", ALICE]).user_id == ALICE
+    assert erase.parse_args(["--email", "A@Example.com"]).user_id is None
+    for bad in ("not-a-uuid", f"{ALICE}x", ""):
+        with pytest.raises(SystemExit) as exc:
+            erase.parse_args(["--user-id", bad])
+        assert exc.value.code == 2
