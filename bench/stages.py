@@ -25,19 +25,21 @@ The producer alone is measured by bench/producer_rate.py. Results: bench/results
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from bench.harness import DATABASE, KEYSPACE, TOPIC, prepare_namespace, say, write_result  # noqa: E402
@@ -54,12 +56,13 @@ from jobs.pipeline import LakeProcessor  # noqa: E402
 UPSERT_SAMPLE = 200
 
 
-def kafka_rows(users: int, per_message: int, seed: str) -> list[tuple[Any, ...]]:
-    """Rows as the Kafka source gives them: one per message of `per_message` users."""
+def kafka_rows(users: int, per_message: int, seed: str, first_seq: int = 0) -> list[tuple[Any, ...]]:
+    """Rows as the Kafka source gives them: one per message of `per_message` users, the
+    messages numbered (and their offsets) from `first_seq`."""
     generator = LocalGenerator(seed=seed)
     rows: list[tuple[Any, ...]] = []
     now = dt.datetime.now(dt.UTC)
-    for seq in range(users // per_message):
+    for seq in range(first_seq, first_seq + users // per_message):
         batch = make_batch(generator.document(per_message), "local", "bench-stages", seq, now)
         for message in messages(batch, 1_048_576):
             rows.append(
@@ -77,6 +80,27 @@ def kafka_rows(users: int, per_message: int, seed: str) -> list[tuple[Any, ...]]
     return rows
 
 
+@contextlib.contextmanager
+def bench_session(name: str, ui_port: str) -> Iterator[tuple[job_settings.JobSettings, SparkSession]]:
+    """The job's settings and Spark session on the bench namespace (emptied first), with a lake
+    and checkpoints of their own, removed at the end."""
+    os.environ.update(KAFKA_TOPIC=TOPIC, CASSANDRA_KEYSPACE=KEYSPACE, MONGO_DATABASE=DATABASE)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=ROOT / ".stack"))
+    os.environ.update(
+        LAKE_DIR=str(work / "lake"), CHECKPOINT_DIR=str(work / "checkpoints"), SPARK_UI_PORT=ui_port
+    )
+    say(name, f"namespace {KEYSPACE} / {DATABASE}, emptied; lake {work}")
+    prepare_namespace()
+    job = job_settings.load()
+    spark = spark_session(job, f"bench_{name}")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        yield job, spark
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def timed(results: dict[str, dict[str, float]], name: str, users: int, action: Callable[[], object]) -> None:
     started = time.perf_counter()
     action()
@@ -90,20 +114,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--per-message", type=int, default=100)
     args = parser.parse_args()
-    os.environ.update(KAFKA_TOPIC=TOPIC, CASSANDRA_KEYSPACE=KEYSPACE, MONGO_DATABASE=DATABASE)
-    lake = Path(tempfile.mkdtemp(prefix="bench-stages-", dir=ROOT / ".stack"))
-    os.environ.update(
-        LAKE_DIR=str(lake / "lake"), CHECKPOINT_DIR=str(lake / "checkpoints"), SPARK_UI_PORT="4191"
-    )
-
-    say("stages", f"namespace {KEYSPACE} / {DATABASE}, emptied; lake {lake}")
-    prepare_namespace()
-    job = job_settings.load()
-    spark = spark_session(job, "bench_stages")
-    spark.sparkContext.setLogLevel("WARN")
     n, per = args.users, args.per_message
     results: dict[str, dict[str, float]] = {}
-    try:
+    with bench_session("stages", "4191") as (job, spark):
         say("stages", f"generating 2 x {n:,} users in messages of {per}")
         first = spark.createDataFrame(kafka_rows(n, per, "stages-a"), BRONZE_SCHEMA).persist()
         second = spark.createDataFrame(kafka_rows(n, per, "stages-b"), BRONZE_SCHEMA).persist()
@@ -187,9 +200,6 @@ def main() -> int:
             n,
             lambda: cassandra.write_cassandra(latest_rows, job, "latest_users"),
         )
-    finally:
-        spark.stop()
-        shutil.rmtree(lake, ignore_errors=True)
     write_result(
         "stages",
         {
