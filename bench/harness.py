@@ -272,6 +272,12 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
 # --- /proc sampling ------------------------------------------------------------------------
 
 
+def cpu_ticks(stat: str) -> int:
+    """User + system CPU ticks of a process, from its /proc/<pid>/stat text."""
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return int(fields[11]) + int(fields[12])
+
+
 def _processes() -> Iterator[tuple[int, str, int, int]]:
     """(pid, role, rss bytes, cpu ticks) of every process that has a role."""
     for entry in Path("/proc").iterdir():
@@ -279,7 +285,7 @@ def _processes() -> Iterator[tuple[int, str, int, int]]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
             statm = (entry / "statm").read_text().split()
         except OSError:
             continue
@@ -293,7 +299,7 @@ def _processes() -> Iterator[tuple[int, str, int, int]]:
                 continue
             if not own:
                 continue
-        yield int(entry.name), role, int(statm[1]) * PAGE, int(stat[11]) + int(stat[12])
+        yield int(entry.name), role, int(statm[1]) * PAGE, cpu_ticks(stat)
 
 
 def _machine_busy_s() -> float:

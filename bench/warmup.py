@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyspark.sql import SparkSession  # noqa: E402
 
-from bench.harness import generator_only, say, write_result  # noqa: E402
+from bench.harness import TICKS, cpu_ticks, generator_only, say, write_result  # noqa: E402
 from bench.stages import bench_session, kafka_rows  # noqa: E402
 from common.job_settings import JobSettings  # noqa: E402
 from jobs import pipeline  # noqa: E402
@@ -63,11 +63,9 @@ def main() -> int:
 def run(job: JobSettings, spark: SparkSession, users: int, count: int) -> list[dict[str, float]]:
     """Both processors on `count` batches of `users` new users each: wall and JVM CPU seconds."""
     jvm = Path(f"/proc/{spark._jvm.java.lang.ProcessHandle.current().pid()}/stat")  # type: ignore[union-attr]
-    ticks = os.sysconf("SC_CLK_TCK")
 
     def cpu_s() -> float:
-        fields = jvm.read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return cpu_ticks(jvm.read_text()) / TICKS
 
     serving = pipeline.ServingProcessor(spark, job, "bench-warmup")
     lake = pipeline.LakeProcessor(spark, job, "bench-warmup")

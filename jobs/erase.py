@@ -394,12 +394,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     who.add_argument("--email", help="the person's email (matched through the keyed HMAC)")
     args = parser.parse_args(argv)
     if args.user_id is not None:
-        if not _UUID.match(args.user_id.strip()):
-            parser.error("--user-id must be a UUID")
         # A UUID is the same in either case (RFC 4122), and every store holds it in lower
         # case (the quality rules quarantine any other): `DCC6D588-...` as given would match
         # no row, and its ledger key would not stop the person's next records.
         args.user_id = args.user_id.strip().lower()
+        if not _UUID.match(args.user_id):
+            parser.error("--user-id must be a UUID")
     return args
 
 
