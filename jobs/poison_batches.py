@@ -339,11 +339,12 @@ class Walk:
             self._split(part, children)
             return
         # A part of several records is halved after one failure; a single record is tried as
-        # often as a whole batch before it is called bad (a failure may still be a server's).
+        # often as a whole batch before it is called bad (a failure may still be a server's),
+        # unless its error blames its data (retry.data_error): that fails the same way again.
         limit = self.attempts if children is None else 1
         if record.attempts >= limit and not record.error:
             record.error = CRASHED  # counted before it ran, never finished: the process died
-        while record.attempts < limit:
+        while record.attempts < limit and not retry.data_error(record.error or ""):
             record.attempts += 1
             self.ledger.save()
             try:
@@ -544,7 +545,8 @@ def run_batch(
                 raise
             error = retry.error_line(exc)
             ledger.failed(error)
-            if state.attempts < limit:
+            # An error that blames the data fails the same way again: processed in parts at once.
+            if state.attempts < limit and not retry.data_error(error):
                 log.error(
                     "%s batch %d failed (attempt %d; processed in parts after %d): %s",
                     processor.query,
@@ -598,11 +600,13 @@ class _Split:
         state = self.ledger.state
         assert state is not None
         whole = Part(1, batch_spans(self.processor.checkpoint, self.batch_id))
+        failures = len(state.errors)
         log.error(
-            "%s batch %d failed %d times (%s): processing it in parts (%s)",
+            "%s batch %d failed %d time%s (%s): processing it in parts (%s)",
             self.query,
             self.batch_id,
-            len(state.errors),
+            failures,
+            "" if failures == 1 else "s",
             state.errors[-1] if state.errors else CRASHED,
             whole.label(),
         )
@@ -698,9 +702,14 @@ class _Split:
         retry.with_retries(
             "mongo_failed", lambda: mongo.write_mongo(documents, self.job, "anomalies"), stall_timeout=timeout
         )
+        how = (
+            "an error of its data, not retried"
+            if retry.data_error(error)
+            else f"{self.job.poison_batch_attempts} times"
+        )
         summary = (
-            f"{self.query} batch {self.batch_id}: record {part.label()} failed processing "
-            f"{self.job.poison_batch_attempts} times alone and was quarantined ({REASON}): {error}"
+            f"{self.query} batch {self.batch_id}: record {part.label()} failed processing alone "
+            f"({how}) and was quarantined ({REASON}): {error}"
         )
         log.error(summary)
         raise_alert(

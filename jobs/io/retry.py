@@ -221,6 +221,34 @@ def error_line(exc: BaseException) -> str:
     return one_line(exc)
 
 
+# Spark's error classes (Spark 3.5, error-classes.json) that blame a value of the data, never a
+# server: the same records fail the same way on every attempt, so a write that fails with one
+# is not tried again, and a batch or part it fails is not either (jobs/poison_batches.py). Only
+# the root cause counts, and only as the class a Spark or Delta exception (Java's, or PySpark's
+# copy of it) states at its start.
+DATA_ERROR_CLASSES = (
+    "INCONSISTENT_BEHAVIOR_CROSS_VERSION",  # e.g. WRITE_ANCIENT_DATETIME: a date before 1900 into Parquet
+    "CAST_INVALID_INPUT",
+    "CAST_OVERFLOW",
+    "CAST_OVERFLOW_IN_TABLE_INSERT",
+    "ARITHMETIC_OVERFLOW",
+    "DIVIDE_BY_ZERO",
+    "NUMERIC_VALUE_OUT_OF_RANGE",
+    "DATETIME_OVERFLOW",
+    "DELTA_NOT_NULL_CONSTRAINT_VIOLATED",
+)
+_DATA_ERROR = re.compile(
+    r"^(?:org\.apache\.spark\.[\w.$]*?)?(?:Spark|Delta)\w*(?:Exception|Error): \[(?:"
+    + "|".join(DATA_ERROR_CLASSES)
+    + r")(?:\.[A-Z0-9_]+)?\]"
+)
+
+
+def data_error(line: str) -> bool:
+    """True when an error line (error_line) is a Spark error that blames a value of the data."""
+    return _DATA_ERROR.match(line) is not None
+
+
 def error_signature(exc: BaseException) -> str:
     """What makes two failures "the same": the error line without numbers, ids or paths' hashes."""
     return _HEXISH.sub("#", error_line(exc))
@@ -242,20 +270,22 @@ class FailureProbe:
         return FailureProbe(self.servers_up, self.after)
 
     def gives_up(self, name: str, exc: BaseException) -> bool:
-        """True when `exc` is the after-th identical failure in a row and the servers are up."""
+        """True when `exc` is the after-th identical failure in a row, or the first one that
+        blames the data (data_error), and the servers are up."""
         signature = error_signature(exc)
         self._same = self._same + 1 if signature == self._last else 1
         self._last = signature
-        if self._same < self.after:
+        line = error_line(exc)
+        blames_data = data_error(line)
+        if self._same < self.after and not blames_data:
             return False
         self._same = 0  # probe again after as many more
         if self.servers_up():
             log.error(
-                "sink %s failed the same way %d times while every server answers: giving the error "
-                "to the batch: %s",
+                "sink %s failed %s while every server answers: giving the error to the batch: %s",
                 name,
-                self.after,
-                error_line(exc),
+                "with an error of its data" if blames_data else f"the same way {self.after} times",
+                line,
             )
             return True
         log.warning("sink %s: a server is down, retrying without end: %s", name, error_line(exc))

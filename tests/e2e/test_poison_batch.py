@@ -5,9 +5,12 @@ ages agree with its dates), the serving stores take it, but Delta refuses to wri
 timestamp before 1900 into Parquet (Spark's WRITE_ANCIENT_DATETIME): the lake query's silver
 MERGE fails the same way on every attempt. Nothing in the job is there for the test.
 
-Expected: the lake batch fails POISON_BATCH_ATTEMPTS times, is processed in parts, every
-good user of it reaches every store exactly once, the record is in the quarantine (Delta and
-Mongo) as processing_failed with its error, an alert is raised, and later batches go on.
+Expected: the error blames the data (a Spark error class of jobs.io.retry.DATA_ERROR_CLASSES),
+so the lake batch is processed in parts after its first failure (never retried whole, the
+query never restarted) and the record alone is tried once; every good user of the batch
+reaches every store exactly once, the record is in the quarantine (Delta and Mongo) as
+processing_failed with its error, an alert is raised, and later batches go on. An error that
+does not blame the data is retried POISON_BATCH_ATTEMPTS times first: tests/unit/test_poison_batches.py.
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ from common.settings import Settings
 from ops import lag
 from tests.e2e.conftest import JobRunner, end_offsets, offsets_json, produce, wait_for
 from tests.unit.bronze_rows import encode, envelope, load_users
-
-ATTEMPTS = 2
 
 
 def delta_table(table: Path) -> list[dict[str, Any]]:
@@ -76,7 +77,7 @@ def test_a_record_that_always_fails_is_quarantined_and_the_rest_of_its_batch_del
     job = JobRunner(
         tmp_path,
         offsets_json(s, start),
-        extra_env={"POISON_BATCH_ATTEMPTS": str(ATTEMPTS), "ALERT_FILE": str(tmp_path / "alerts.json")},
+        extra_env={"ALERT_FILE": str(tmp_path / "alerts.json")},  # POISON_BATCH_ATTEMPTS: the default
     )
     proc = job.start()
     t0 = time.monotonic()
@@ -115,9 +116,15 @@ def test_a_record_that_always_fails_is_quarantined_and_the_rest_of_its_batch_del
         job.kill(proc)
     print(f"split done after {split_s:.0f}s, whole test job {time.monotonic() - t0:.0f}s")
 
-    # The failure was the data's, counted per attempt, then the batch was split.
-    assert log.count("WRITE_ANCIENT_DATETIME") >= ATTEMPTS
-    assert "processing it in parts" in log and "query lake failed (1 in a row)" in log
+    # The failure blamed the data: the batch was split at its first failure, no write retried,
+    # the query never restarted.
+    assert re.search(
+        r"lake batch 0 failed 1 time \(org\.apache\.spark\.SparkUpgradeException: "
+        r"\[INCONSISTENT_BEHAVIOR_CROSS_VERSION\.WRITE_ANCIENT_DATETIME\].*processing it in parts",
+        log,
+    )
+    assert "sink silver failed with an error of its data while every server answers" in log
+    assert "sink silver failed (attempt" not in log and "query lake failed" not in log
 
     # Serving stores: every served user exactly once (one row per user and fetch).
     rows = Counter(r.user_id for r in cassandra_admin.execute("SELECT user_id FROM random_user_table"))
@@ -174,6 +181,7 @@ def test_a_record_that_always_fails_is_quarantined_and_the_rest_of_its_batch_del
     alerts = [a for a in history if a["rule"] == "processing_failed:lake"]
     assert len(alerts) == 1 and alerts[0]["severity"] == "critical"
     assert f"{poison_at[0]}@{poison_at[1]}" in alerts[0]["summary"]
+    assert "(an error of its data, not retried)" in alerts[0]["summary"]
     # The split batch's ledger is gone once it went through (a later batch's may be under way).
     ledger = tmp_path / "checkpoints" / "lake.failing.json"
     assert not ledger.exists() or json.loads(ledger.read_text())["batch_id"] != 0

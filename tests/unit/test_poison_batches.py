@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,9 +92,15 @@ class Crash(BaseException):
 class FakeBatch:
     """Records (partition, offset); processing a part fails when it holds a poison record."""
 
-    def __init__(self, spans: list[pb.Span], poison: set[tuple[int, int]]) -> None:
+    def __init__(
+        self,
+        spans: list[pb.Span],
+        poison: set[tuple[int, int]],
+        error: Callable[[tuple[int, int]], Exception] = lambda r: ValueError(f"cannot write record {r}"),
+    ) -> None:
         self.spans = spans
         self.poison = poison
+        self.error = error
         self.delivered: list[tuple[int, int]] = []
         self.runs: list[int] = []
         self.quarantined: list[tuple[list[pb.Span], str]] = []
@@ -110,7 +117,7 @@ class FakeBatch:
             raise Crash
         bad = [r for r in self.records(part) if r in self.poison]
         if bad:
-            raise ValueError(f"cannot write record {bad[0]}")
+            raise self.error(bad[0])
         self.delivered.extend(self.records(part))
 
     def quarantine(self, part: pb.Part, error: str) -> None:
@@ -139,6 +146,66 @@ def test_a_failed_batch_is_halved_until_its_poison_record_is_alone(tmp_path: Pat
         2: pb.SPLIT, 3: pb.DONE, 4: pb.DONE, 5: pb.SPLIT, 10: pb.DONE, 11: pb.SPLIT,
         22: pb.QUARANTINED, 23: pb.DONE,
     }  # fmt: skip
+
+
+ANCIENT = (
+    "org.apache.spark.SparkUpgradeException: [INCONSISTENT_BEHAVIOR_CROSS_VERSION.WRITE_ANCIENT_DATETIME] "
+    "You may get a different result due to the upgrading to Spark >= 3.0: writing dates before 1582"
+)
+
+
+def py4j_error(root_cause: str) -> Exception:
+    """What a failed Spark action raises in Python: py4j's call line, then the Java causes."""
+    return RuntimeError(
+        f"An error occurred while calling o3221.execute.\nCaused by: {root_cause}\n\t... 9 more"
+    )
+
+
+def test_a_record_whose_error_blames_its_data_is_quarantined_after_one_attempt(tmp_path: Path) -> None:
+    batch = FakeBatch(SPANS, poison={(0, 3)}, error=lambda _r: py4j_error(ANCIENT))
+    ledger = pb.AttemptLedger.beside(tmp_path / "lake", "app")
+    ledger.begin(0)
+    batch.walk(ledger, attempts=3).run(pb.Part(1, SPANS))
+    assert batch.runs == [2, 4, 5, 10, 11, 22, 23, 3]  # 22, the record, once: not 3 times
+    assert sorted(batch.delivered) == sorted(r for r in ALL if r != (0, 3))
+    assert batch.quarantined == [([pb.Span(T, 0, 3, 4)], ANCIENT)]
+
+
+def test_spark_errors_that_blame_the_data_are_told_from_the_others() -> None:
+    blame_data = [
+        ANCIENT,
+        "org.apache.spark.SparkArithmeticException: [DIVIDE_BY_ZERO] Division by zero.",
+        "org.apache.spark.SparkNumberFormatException: [CAST_INVALID_INPUT] The value 'x' of the type ...",
+        "org.apache.spark.sql.delta.schema.DeltaInvariantViolationException: "
+        "[DELTA_NOT_NULL_CONSTRAINT_VIOLATED] NOT NULL constraint violated for column: user_id.",
+        # PySpark's own class for it (pyspark.errors), when it converts the Java error
+        "SparkUpgradeException: [INCONSISTENT_BEHAVIOR_CROSS_VERSION.READ_ANCIENT_DATETIME] You may get",
+    ]
+    others = [
+        "org.apache.spark.SparkException: [TASK_WRITE_FAILED] Task failed while writing rows to file:/l",
+        "org.apache.spark.sql.delta.ConcurrentAppendException: [DELTA_CONCURRENT_APPEND] Files were added",
+        "com.datastax.oss.driver.api.core.AllNodesFailedException: All 1 node(s) tried failed",
+        "java.io.IOException: [DIVIDE_BY_ZERO] a message that only quotes a class",
+        "ValueError: cannot write record (0, 3)",
+        pb.CRASHED,
+        "",
+    ]
+    assert [retry.data_error(line) for line in blame_data + others] == [True] * 5 + [False] * 7
+
+
+def test_a_write_failing_with_an_error_of_its_data_goes_to_the_batch_at_once() -> None:
+    calls: list[int] = []
+    up = [False, True]  # a server down at the first failure: retried all the same
+
+    def ancient() -> None:
+        calls.append(1)
+        raise py4j_error(ANCIENT)
+
+    with pytest.raises(RuntimeError, match="WRITE_ANCIENT_DATETIME"):
+        retry.with_retries(
+            "silver", ancient, sleep=lambda _s: None, failure_probe=retry.FailureProbe(lambda: up.pop(0))
+        )
+    assert (len(calls), up) == (2, [])  # each failure probed the servers; the 2nd found them up
 
 
 def test_a_split_cut_by_a_crash_goes_on_where_it_was_after_the_restart(tmp_path: Path) -> None:
