@@ -288,7 +288,7 @@ class FailureProbe:
                 line,
             )
             return True
-        log.warning("sink %s: a server is down, retrying without end: %s", name, error_line(exc))
+        log.warning("sink %s: a server is down, retrying without end: %s", name, line)
         return False
 
 
