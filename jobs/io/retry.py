@@ -249,9 +249,10 @@ def data_error(line: str) -> bool:
     return _DATA_ERROR.match(line) is not None
 
 
-def error_signature(exc: BaseException) -> str:
-    """What makes two failures "the same": the error line without numbers, ids or paths' hashes."""
-    return _HEXISH.sub("#", error_line(exc))
+def error_signature(line: str) -> str:
+    """What makes two failures "the same": their error line (error_line) without numbers, ids
+    or paths' hashes."""
+    return _HEXISH.sub("#", line)
 
 
 class FailureProbe:
@@ -272,10 +273,10 @@ class FailureProbe:
     def gives_up(self, name: str, exc: BaseException) -> bool:
         """True when `exc` is the after-th identical failure in a row, or the first one that
         blames the data (data_error), and the servers are up."""
-        signature = error_signature(exc)
+        line = error_line(exc)
+        signature = error_signature(line)
         self._same = self._same + 1 if signature == self._last else 1
         self._last = signature
-        line = error_line(exc)
         blames_data = data_error(line)
         if self._same < self.after and not blames_data:
             return False
